@@ -1,0 +1,111 @@
+"""One switch for the whole collection: quick (CPU, minutes) or full (GPU, paper scale).
+
+The mode is chosen, in order of priority, by
+
+1. notebook or script code: ``set_mode("quick")`` / ``set_mode("full")``;
+2. the environment variable ``IRESNET_MINI_MODE=quick|full``;
+3. the hardware: ``full`` when a CUDA GPU is present, ``quick`` otherwise.
+
+Every size, epoch count and iteration count that differs between the modes lives in
+:data:`SIZES` below and is read with :func:`size`; nothing else in the package or the
+notebooks hard-codes a quick or full number.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MODES = ("quick", "full")
+ENV_VAR = "IRESNET_MINI_MODE"
+
+_override: str | None = None
+
+
+@dataclass(frozen=True)
+class Size:
+    """A number that depends on the mode: ``quick`` for CPU/CI, ``full`` for the real run."""
+
+    quick: object
+    full: object
+    doc: str = ""
+
+
+# name -> Size. One place for every quick/full number of the collection.
+# Keys are "<where>.<what>" (a notebook number or a package module).
+SIZES: dict[str, Size] = {
+    # --- package-wide -----------------------------------------------------------------
+    "bench.repeats": Size(3, 10, "timing repeats in iresnet_mini.bench"),
+    # --- notebooks 01-04 (toy problems) -------------------------------------------------
+    # --- notebooks 05-08 (images) -------------------------------------------------------
+}
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: allowed are {', '.join(map(repr, MODES))}")
+    return mode
+
+
+def set_mode(mode: str | None) -> None:
+    """Force ``"quick"`` or ``"full"`` for this process; ``None`` returns to the default."""
+    global _override
+    _override = None if mode is None else _check_mode(mode)
+
+
+def get_mode() -> str:
+    """The current mode: code override, then ``$IRESNET_MINI_MODE``, then the hardware."""
+    if _override is not None:
+        return _override
+    env = os.environ.get(ENV_VAR, "").strip().lower()
+    if env:
+        if env not in MODES:
+            raise ValueError(
+                f"{ENV_VAR}={env!r} is not a mode: set it to 'quick' or 'full' (or unset it)"
+            )
+        return env
+    return "full" if torch.cuda.is_available() else "quick"
+
+
+def is_quick() -> bool:
+    return get_mode() == "quick"
+
+
+def size(name: str):
+    """The value of a mode-dependent size (see :data:`SIZES`) in the current mode."""
+    try:
+        entry = SIZES[name]
+    except KeyError:
+        raise KeyError(f"unknown size {name!r}; known sizes: {', '.join(sorted(SIZES))}") from None
+    return entry.quick if is_quick() else entry.full
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA); returns a seeded torch Generator."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU. Checks that CUDA exists."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but no CUDA GPU is available; use 'cpu'")
+    return device
+
+
+def describe() -> str:
+    """One line for a notebook's setup cell: mode, device, torch version, threads."""
+    return (
+        f"iresnet-mini: mode={get_mode()} device={get_device()} torch={torch.__version__} "
+        f"threads={torch.get_num_threads()}"
+    )

@@ -1,0 +1,202 @@
+"""Normalising-flow pieces: ActNorm, Squeeze, i-ResNet flow layers, a sequential flow, bits/dim.
+
+Every flow layer has ``forward(x) -> (y, logdet)`` (log|det dy/dx| per sample) and
+``inverse(y) -> x`` (normflows' interface). Change of variables (paper Sec. 3):
+log p(x) = log p_z(F(x)) + sum of the layers' log-determinants.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .blocks import InvertibleResidualBlock
+
+__all__ = [
+    "ActNorm", "Squeeze", "ResidualFlowLayer", "SequentialFlow", "StandardNormal",
+    "DiagonalGaussian", "bits_per_dim", "set_estimator",
+]
+
+
+def _check_finite(x: torch.Tensor, name: str = "x") -> None:
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+class ActNorm(nn.Module):
+    """Per-channel affine y = (x + b) * exp(s) with data-dependent init (Glow); exact log-det.
+
+    The first batch seen in training sets b = -mean and s = -log(std) per channel, so the
+    output starts with zero mean and unit variance. Channels with (near) zero std, such as
+    injective zero padding, keep s = 0 instead of dividing by 0.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.num_channels = num_channels
+        self.eps = eps
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.log_scale = nn.Parameter(torch.zeros(num_channels))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def _shape(self, x):
+        if x.dim() < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"ActNorm({self.num_channels}) expects (batch, {self.num_channels}, ...), "
+                             f"got {tuple(x.shape)}")
+        return (1, -1) + (1,) * (x.dim() - 2)
+
+    @torch.no_grad()
+    def _initialize(self, x):
+        flat = x.transpose(0, 1).reshape(self.num_channels, -1)
+        mean, std = flat.mean(1), flat.std(1, unbiased=False)
+        self.bias.copy_(-mean)
+        self.log_scale.copy_(torch.where(std > self.eps, -torch.log(std.clamp_min(self.eps)),
+                                         torch.zeros_like(std)))
+        self.initialized.fill_(True)
+
+    def forward(self, x):
+        shape = self._shape(x)
+        if self.training and not bool(self.initialized):
+            self._initialize(x)
+        y = (x + self.bias.view(shape)) * torch.exp(self.log_scale.view(shape))
+        pixels = x[0, 0].numel()
+        logdet = (self.log_scale.sum() * pixels).expand(x.shape[0])
+        return y, logdet
+
+    def inverse(self, y):
+        shape = self._shape(y)
+        return y * torch.exp(-self.log_scale.view(shape)) - self.bias.view(shape)
+
+
+class Squeeze(nn.Module):
+    """Space-to-depth: (B, C, H, W) -> (B, 4C, H/2, W/2); volume preserving (log-det 0)."""
+
+    def forward(self, x):
+        if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
+            raise ValueError(f"Squeeze needs (batch, C, H, W) with even H and W, got {tuple(x.shape)}")
+        b, c, h, w = x.shape
+        y = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
+        return y, x.new_zeros(b)
+
+    def inverse(self, y):
+        if y.dim() != 4 or y.shape[1] % 4:
+            raise ValueError(f"Squeeze.inverse needs (batch, 4C, H, W), got {tuple(y.shape)}")
+        b, c4, h, w = y.shape
+        c = c4 // 4
+        return y.reshape(b, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c, 2 * h, 2 * w)
+
+
+class ResidualFlowLayer(nn.Module):
+    """An :class:`InvertibleResidualBlock` as a flow layer: forward gives (y, log det(I + J_g))."""
+
+    def __init__(self, branch: nn.Module, estimator: str = "series", inverse_max_iter: int = 100,
+                 inverse_atol: float | None = None, inverse_method: str = "fixed_point", **estimator_kwargs):
+        super().__init__()
+        self.block = InvertibleResidualBlock(branch, estimator=estimator, **estimator_kwargs)
+        self.inverse_kwargs = dict(max_iter=inverse_max_iter, atol=inverse_atol, method=inverse_method)
+
+    def forward(self, x):
+        return self.block.forward_with_logdet(x)
+
+    def inverse(self, y):
+        return self.block.inverse(y, **self.inverse_kwargs)
+
+
+def set_estimator(module: nn.Module, estimator: str, **estimator_kwargs) -> None:
+    """Use ``estimator`` (with these options) in every residual flow layer inside ``module``."""
+    from .logdet import get_estimator
+
+    get_estimator(estimator)
+    for m in module.modules():
+        if isinstance(m, InvertibleResidualBlock):
+            m.estimator, m.estimator_kwargs = estimator, dict(estimator_kwargs)
+
+
+class StandardNormal(nn.Module):
+    """The base distribution N(0, I) over tensors of ``shape`` (without the batch)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape) if not isinstance(shape, int) else (shape,)
+
+    def log_prob(self, z):
+        d = z[0].numel()
+        return -0.5 * (z.reshape(z.shape[0], -1) ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi)
+
+    def sample(self, n, generator=None, device=None, dtype=None):
+        return torch.randn((n, *self.shape), generator=generator, device=device, dtype=dtype)
+
+
+class DiagonalGaussian(StandardNormal):
+    """A learned diagonal Gaussian prior N(mu, diag(exp(2 log_sigma))) (the density models' prior)."""
+
+    def __init__(self, shape):
+        super().__init__(shape)
+        self.mean = nn.Parameter(torch.zeros(self.shape))
+        self.log_std = nn.Parameter(torch.zeros(self.shape))
+
+    def log_prob(self, z):
+        eps = (z - self.mean) * torch.exp(-self.log_std)
+        return super().log_prob(eps) - self.log_std.sum()
+
+    def sample(self, n, generator=None, device=None, dtype=None):
+        eps = super().sample(n, generator, self.mean.device, self.mean.dtype)
+        return self.mean + torch.exp(self.log_std) * eps
+
+
+class SequentialFlow(nn.Module):
+    """x -> z through the layers in order; log p(x) = log p_z(z) + sum of log-dets (Sec. 3)."""
+
+    def __init__(self, layers, base: nn.Module | None = None, event_shape=None):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        if base is None:
+            if event_shape is None:
+                raise ValueError("give a base distribution or the event_shape of the latent z")
+            base = StandardNormal(event_shape)
+        self.base = base
+
+    def forward(self, x):
+        """(z, total log-det) per sample."""
+        logdet = x.new_zeros(x.shape[0])
+        for layer in self.layers:
+            x, ld = layer(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, z):
+        """x = F^{-1}(z), each residual layer inverted by fixed-point iteration (Alg. 1)."""
+        _check_finite(z, "z")
+        for layer in reversed(self.layers):
+            z = layer.inverse(z)
+        return z
+
+    def log_prob(self, x):
+        """log p(x) in nats per sample by change of variables."""
+        _check_finite(x)
+        z, logdet = self(x)
+        return self.base.log_prob(z) + logdet
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None):
+        """n samples: z from the base, then the inverse flow."""
+        p = next(self.parameters(), None)
+        z = self.base.sample(n, generator=generator,
+                             device=p.device if p is not None else None,
+                             dtype=p.dtype if p is not None else None)
+        return self.inverse(z)
+
+
+def bits_per_dim(log_prob_nats: torch.Tensor, n_dims: int, n_bins: int = 256,
+                 logdet_preprocess: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """bits/dim of discrete data from a continuous density (PAPER.md Sec. 4).
+
+    For 8-bit data dequantised as x = (k + u) / 256 in [0, 1)^D and a density p(x):
+    bpd = -log p(x) / (D ln 2) + log2(256). ``logdet_preprocess`` is log|det dy/dx| of any
+    preprocessing y = T(x) (e.g. a logit transform) whose output the model's log p(y) is for.
+    """
+    if n_dims < 1:
+        raise ValueError(f"n_dims must be >= 1, got {n_dims}")
+    log_px = log_prob_nats + logdet_preprocess
+    return -log_px / (n_dims * math.log(2)) + math.log2(n_bins)
