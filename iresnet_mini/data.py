@@ -1,0 +1,523 @@
+"""MNIST and CIFAR-10: verified downloads, fast loading, on-device batches, density preprocessing.
+
+Where the files live (the *data root*), in order of priority:
+
+1. the ``root`` argument of a loader;
+2. the environment variable ``IRESNET_MINI_DATA``;
+3. ``<checkout>/data`` when the package runs from a source checkout (a ``pyproject.toml`` next
+   to the ``iresnet_mini`` folder), else ``~/.cache/iresnet-mini``.
+
+Layout under the root, exactly as the official downloads unpack::
+
+    mnist/train-images-idx3-ubyte.gz   mnist/train-labels-idx1-ubyte.gz
+    mnist/t10k-images-idx3-ubyte.gz    mnist/t10k-labels-idx1-ubyte.gz
+    cifar10/cifar-10-batches-bin/data_batch_1.bin ... data_batch_5.bin, test_batch.bin
+
+Every file is checked against its md5 (:data:`MD5`) before it is used; a download is written
+to a temporary file and gets its final name only once it is verified. Only the binary
+CIFAR-10 version is read (plain bytes, no unpickling).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import tarfile
+import tempfile
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+ENV_VAR = "IRESNET_MINI_DATA"
+
+# One place for every checksum: path relative to the data root -> md5 of the official file.
+MD5: dict[str, str] = {
+    "mnist/train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "mnist/train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "mnist/t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "mnist/t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    "cifar10/cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530",
+    "cifar10/cifar-10-batches-bin/data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
+    "cifar10/cifar-10-batches-bin/data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
+    "cifar10/cifar-10-batches-bin/data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421",
+    "cifar10/cifar-10-batches-bin/data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
+    "cifar10/cifar-10-batches-bin/data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
+    "cifar10/cifar-10-batches-bin/test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
+}
+
+MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+MNIST_FILES = {
+    "train": ("mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz"),
+    "test": ("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"),
+}
+CIFAR10_URLS = ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",)
+CIFAR10_TARBALL = "cifar10/cifar-10-binary.tar.gz"
+CIFAR10_DIR = "cifar10/cifar-10-batches-bin"
+CIFAR10_FILES = {
+    "train": tuple(f"{CIFAR10_DIR}/data_batch_{i}.bin" for i in range(1, 6)),
+    "test": (f"{CIFAR10_DIR}/test_batch.bin",),
+}
+CIFAR10_RECORD = 1 + 3 * 32 * 32  # label byte, then 1024 red, 1024 green, 1024 blue bytes
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+CLASSES = {"mnist": MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}
+
+# Per-channel mean and standard deviation of the training images in [0, 1] (for classifiers).
+STATS = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+SPLITS = ("train", "test")
+
+
+class DataError(Exception):
+    """A data set file is missing, corrupt or could not be downloaded."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A data set file is not on disk and downloading was not asked for."""
+
+
+class ChecksumError(DataError):
+    """A file's md5 differs from the official one (corrupt or incomplete)."""
+
+
+class PartialDataWarning(UserWarning):
+    """Only some of the CIFAR-10 training batches are present and are used."""
+
+
+# ----------------------------------------------------------------------------------------
+# Where the files are, and are they the right ones
+# ----------------------------------------------------------------------------------------
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """``root``, else ``$IRESNET_MINI_DATA``, else ``<checkout>/data`` or ``~/.cache/iresnet-mini``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "data"
+    return Path.home() / ".cache" / "iresnet-mini"
+
+
+def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex md5 of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# (resolved path, size, mtime_ns) -> md5: each file is hashed once per process while unchanged.
+_md5_seen: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_md5(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _md5_seen:
+        _md5_seen[key] = md5sum(path)
+    return _md5_seen[key]
+
+
+def verify(path: Path, expected_md5: str) -> None:
+    """Raise :class:`ChecksumError` (saying what to do) unless ``path`` has the expected md5."""
+    actual = _cached_md5(path)
+    if actual != expected_md5:
+        raise ChecksumError(
+            f"{path} is corrupt or incomplete: its md5 is {actual}, expected {expected_md5}. "
+            f"Delete it and load again with download=True to fetch a fresh copy, "
+            f"or replace it by the official file."
+        )
+
+
+def _url_hint(rel: str) -> str:
+    if rel.startswith("mnist/"):
+        return " or ".join(mirror + Path(rel).name for mirror in MNIST_MIRRORS)
+    return f"{CIFAR10_URLS[0]} (unpack it into {Path(CIFAR10_DIR).parent}/)"
+
+
+def _missing_message(rel: str, root: Path) -> str:
+    return (
+        f"missing data file {rel}: put the official file at {root / rel}, which you get from "
+        f"{_url_hint(rel)}; or pass download=True to fetch it; or set {ENV_VAR} to a folder "
+        f"that holds mnist/ and cifar10/ (data root now: {root})."
+    )
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a corrupt file to ``<name>.corrupt`` (numbered if taken), never deleting it."""
+    target, n = path.with_name(path.name + ".corrupt"), 1
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.corrupt.{n}"), n + 1
+    os.replace(path, target)
+    warnings.warn(f"{path} failed its md5 check; moved it to {target} and downloading again")
+    return target
+
+
+# ----------------------------------------------------------------------------------------
+# Downloading (atomic, verified before use)
+# ----------------------------------------------------------------------------------------
+
+def _open_url(url: str):
+    return urllib.request.urlopen(url, timeout=60)
+
+
+def download_file(urls: Sequence[str], dest: str | os.PathLike, md5: str,
+                  opener: Callable = _open_url, progress: bool = True) -> Path:
+    """Fetch the first URL that works into ``dest``; it gets its final name only once its md5 is right."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for url in urls:
+        try:
+            _fetch(url, dest, md5, opener, progress)
+            return dest
+        except (OSError, DataError) as error:  # URLError and HTTPError are OSErrors
+            failures.append(f"  {url}: {error}")
+    raise DataError(f"could not download {dest.name}:\n" + "\n".join(failures)
+                    + f"\nDownload it by hand and put it at {dest}.")
+
+
+def _fetch(url: str, dest: Path, md5: str, opener: Callable, progress: bool) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        digest, written = hashlib.md5(), 0
+        with os.fdopen(fd, "wb") as out, opener(url) as response:
+            length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+            total = int(length) if length else None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
+                      disable=not progress) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+        if total is not None and written != total:
+            raise DataError(f"truncated download: got {written} of {total} bytes")
+        if digest.hexdigest() != md5:
+            raise ChecksumError(f"downloaded bytes have md5 {digest.hexdigest()}, expected {md5}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _extract_cifar(tarball: Path, root: Path, wanted: Sequence[str]) -> None:
+    """Copy the wanted ``.bin`` members out of the tarball, each verified, nothing else written."""
+    names = {rel[len("cifar10/"):]: rel for rel in wanted}  # member name -> path under root
+    with tarfile.open(tarball, "r:gz") as archive:
+        for member in archive:
+            rel = names.get(member.name)
+            if rel is None or not member.isfile():
+                continue
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _fetch(member.name, dest, MD5[rel], lambda _: archive.extractfile(member), progress=False)
+    missing = [rel for rel in wanted if not (root / rel).is_file()]
+    if missing:
+        raise DataError(f"{tarball} does not contain {', '.join(missing)}; is it the official "
+                        f"cifar-10-binary.tar.gz?")
+
+
+def _usable(rel: str, root: Path, download: bool) -> bool:
+    """Is ``root/rel`` present and verified? A corrupt file raises, or is moved aside to re-download."""
+    path = root / rel
+    if not path.is_file():
+        return False
+    try:
+        verify(path, MD5[rel])
+        return True
+    except ChecksumError:
+        if not download:
+            raise
+        _move_aside(path)
+        return False
+
+
+def _ensure(rels: Sequence[str], root: Path, download: bool) -> None:
+    """Make sure every file in ``rels`` is under ``root`` and verified; fetch what is missing if allowed."""
+    missing = [rel for rel in rels if not _usable(rel, root, download)]
+    from_tarball = [rel for rel in missing if rel.startswith("cifar10/")]
+    if from_tarball and (download or (root / CIFAR10_TARBALL).is_file()):
+        if not _usable(CIFAR10_TARBALL, root, download):
+            download_file(CIFAR10_URLS, root / CIFAR10_TARBALL, MD5[CIFAR10_TARBALL])
+        _extract_cifar(root / CIFAR10_TARBALL, root, from_tarball)
+        missing = [rel for rel in missing if rel not in from_tarball]
+    for rel in missing:
+        if not download:
+            raise MissingDataError(_missing_message(rel, root))
+        download_file([mirror + Path(rel).name for mirror in MNIST_MIRRORS], root / rel, MD5[rel])
+
+
+# ----------------------------------------------------------------------------------------
+# Parsing (numpy, no pickle)
+# ----------------------------------------------------------------------------------------
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """A gzip-compressed IDX file (MNIST) as a uint8 array: magic 2051 images, 2049 labels."""
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    magic = int.from_bytes(raw[:4], "big")
+    if magic not in (2049, 2051):
+        raise DataError(f"{path} is not an IDX file of uint8 labels (2049) or images (2051): "
+                        f"magic number {magic}")
+    ndim = magic - 2048
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != math.prod(shape):
+        raise DataError(f"{path} holds {data.size} bytes of data, its header says {shape}")
+    return data.reshape(shape)
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 binary batch: images (N, 3, 32, 32) uint8 and labels (N,) from 3073-byte records."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size % CIFAR10_RECORD:
+        raise DataError(f"{path} has {raw.size} bytes, not a whole number of "
+                        f"{CIFAR10_RECORD}-byte CIFAR-10 records")
+    records = raw.reshape(-1, CIFAR10_RECORD)
+    labels = records[:, 0]
+    if labels.max(initial=0) >= len(CIFAR10_CLASSES):
+        raise DataError(f"{path} has label {labels.max()}; CIFAR-10 labels are 0..9")
+    return records[:, 1:].reshape(-1, 3, 32, 32), labels
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: allowed are 'train' and 'test'")
+
+
+def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    images = np.require(images, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+
+
+def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
+               download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST ``split`` as images (N, 1, 28, 28) uint8 and labels (N,) int64."""
+    _check_split(split)
+    root = data_root(root)
+    rels = MNIST_FILES[split]
+    _ensure(rels, root, download)
+    images, labels = (read_idx(root / rel) for rel in rels)
+    if len(images) != len(labels):
+        raise DataError(f"{rels[0]} has {len(images)} images but {rels[1]} {len(labels)} labels")
+    return _as_tensors(images[:, None], labels)
+
+
+def load_cifar10(split: str = "train", root: str | os.PathLike | None = None,
+                 download: bool = False, allow_partial: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10 ``split`` as images (N, 3, 32, 32) uint8 and labels (N,) int64.
+
+    ``allow_partial=True`` trains on whichever of the five training batches are present
+    (with a :class:`PartialDataWarning` saying how many images that is).
+    """
+    _check_split(split)
+    root = data_root(root)
+    rels = list(CIFAR10_FILES[split])
+    if split == "train" and not download and not (root / CIFAR10_TARBALL).is_file():
+        rels = _partial_train_batches(rels, root, allow_partial)
+    _ensure(rels, root, download)
+    parts = [read_cifar_batch(root / rel) for rel in rels]
+    return _as_tensors(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def _partial_train_batches(rels: list[str], root: Path, allow_partial: bool) -> list[str]:
+    """The training batches to read when some (not all) are on disk: an error, or a warning."""
+    present = [rel for rel in rels if (root / rel).is_file()]
+    if not present or len(present) == len(rels):
+        return rels
+    if not allow_partial:
+        missing = [Path(rel).name for rel in rels if rel not in present]
+        raise MissingDataError(
+            f"CIFAR-10 train needs all five batches, but {', '.join(missing)} are missing under "
+            f"{root / CIFAR10_DIR} (found {len(present) * 10_000:,} of 50,000 images). Pass "
+            f"allow_partial=True to use only the batches present, download=True to fetch the "
+            f"rest, or put the official files there (from {CIFAR10_URLS[0]})."
+        )
+    warnings.warn(
+        f"CIFAR-10 train: using {len(present)} of {len(rels)} batches "
+        f"({len(present) * 10_000:,} of {len(rels) * 10_000:,} images): "
+        f"{', '.join(Path(rel).name for rel in present)}", PartialDataWarning, stacklevel=3)
+    return present
+
+
+def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None,
+                 download: bool = False, allow_partial: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``load_mnist`` or ``load_cifar10`` by name (``"mnist"`` or ``"cifar10"``)."""
+    if name == "mnist":
+        return load_mnist(split, root, download)
+    if name == "cifar10":
+        return load_cifar10(split, root, download, allow_partial)
+    raise ValueError(f"unknown data set {name!r}: allowed are 'mnist' and 'cifar10'")
+
+
+# ----------------------------------------------------------------------------------------
+# Batched augmentation and preprocessing (tensor ops on the data's device)
+# ----------------------------------------------------------------------------------------
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror each image of a batch (B, C, H, W) left-right with probability 1/2."""
+    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def random_crop(x: torch.Tensor, generator: torch.Generator | None = None,
+                padding: int = 4) -> torch.Tensor:
+    """Zero-pad a batch (B, C, H, W) by ``padding`` and cut an H x W window at a random offset per image."""
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy, dx = torch.randint(0, 2 * padding + 1, (2, b, 1), generator=generator, device=x.device)
+    rows = dy + torch.arange(h, device=x.device)  # (B, H)
+    cols = dx + torch.arange(w, device=x.device)  # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def cifar_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The CIFAR-10 recipe of the paper's classifiers: 4-pixel zero-padded random crop, random flip."""
+    return random_flip(random_crop(x, generator, padding=4), generator)
+
+
+def to_unit(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 images to float32 in [0, 1] (k / 255)."""
+    return x.float() / 255
+
+
+class Normalize:
+    """uint8 images to float in [0, 1], then per-channel ``(x - mean) / std`` (for classifiers)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        if len(mean) != len(std) or min(std) <= 0:
+            raise ValueError(f"need one positive std per mean, got mean={mean} std={std}")
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @classmethod
+    def for_dataset(cls, name: str) -> "Normalize":
+        """The training-set statistics of ``"mnist"`` or ``"cifar10"`` (:data:`STATS`)."""
+        if name not in STATS:
+            raise ValueError(f"no statistics for {name!r}: known are {', '.join(STATS)}")
+        return cls(*STATS[name])
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (to_unit(x) - mean) / std
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform dequantisation of 8-bit images: ``(k + u) / 256`` in [0, 1), u ~ U[0, 1) (paper Sec. 5).
+
+    u takes 2**16 equally spaced values, so every result is exact in float32 and stays below 1
+    (float32 has 24 bits: (k * 2**16 + j) / 2**24). The model's log-density of the dequantised
+    image gives bits/dim = -log p(x) / (D ln 2) + 8.
+    """
+    if x.dtype != torch.uint8:
+        raise TypeError(f"dequantize expects uint8 images (0..255), got {x.dtype}")
+    noise = torch.randint(0, 1 << 16, x.shape, generator=generator, device=x.device, dtype=torch.int32)
+    return (x.to(torch.int32) * (1 << 16) + noise).float() / (1 << 24)
+
+
+def logit_transform(x: torch.Tensor, alpha: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y = logit(alpha + (1 - 2 alpha) x)`` for x in [0, 1), and its exact log|det dy/dx| per sample.
+
+    Used before a flow on images (Real NVP's preprocessing). With x = (k + u)/256 the bits/dim
+    of the 8-bit data are ``-(log p(y) + logdet) / (D ln 2) + 8``, D = pixels x channels.
+    """
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must lie in (0, 0.5), got {alpha}")
+    s = alpha + (1 - 2 * alpha) * x
+    y = torch.log(s) - torch.log1p(-s)
+    logdet = (math.log(1 - 2 * alpha) - torch.log(s) - torch.log1p(-s)).flatten(1).sum(1)
+    return y, logdet
+
+
+def logit_inverse(y: torch.Tensor, alpha: float = 0.05) -> torch.Tensor:
+    """Inverse of :func:`logit_transform`: back to [0, 1) image space (for samples)."""
+    return (torch.sigmoid(y) - alpha) / (1 - 2 * alpha)
+
+
+# ----------------------------------------------------------------------------------------
+# Batches from tensors held on the device
+# ----------------------------------------------------------------------------------------
+
+Transform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
+
+
+class TensorLoader:
+    """Mini-batches from a whole uint8 data set held on one device; seeded, resumable shuffling.
+
+    Each ``iter()`` uses epoch ``self.epoch`` and then advances it; ``set_epoch(e)`` picks the
+    epoch of the next pass. The order and the augmentation of epoch ``e`` depend only on
+    ``(seed, e)`` (and the device), so a resumed run sees the same batches. Batches are
+    ``(transform(augment(x)), y)``: ``augment`` works on uint8 (e.g. :func:`cifar_augment`),
+    ``transform`` makes floats (:func:`to_unit`, :class:`Normalize`, :func:`dequantize`).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
+                 shuffle: bool = True, drop_last: bool = False, seed: int = 0,
+                 augment: Transform | None = None, transform: Transform = to_unit,
+                 device: str | torch.device | None = None):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        device = torch.device(device) if device is not None else images.device
+        self.images, self.labels = images.to(device), labels.to(device)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.epoch = seed, 0
+        self.augment, self.transform = augment, transform
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch`` (for resuming a run)."""
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+    def generator(self, epoch: int) -> torch.Generator:
+        """The random stream of one epoch, seeded from ``(seed, epoch)``."""
+        seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)[0])
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = self.generator(self.epoch)
+        self.epoch += 1
+        n = len(self.images)
+        order = (torch.randperm(n, generator=generator, device=self.device) if self.shuffle
+                 else torch.arange(n, device=self.device))
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start:start + self.batch_size]
+            x = self.images[index]
+            if self.augment is not None:
+                x = self.augment(x, generator)
+            yield self.transform(x, generator), self.labels[index]
