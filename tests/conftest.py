@@ -1,0 +1,41 @@
+"""Test-wide settings: real data if it is beside the checkout, quick mode, headless plots."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Read the real data sets from a sibling shared/data folder unless a data root is chosen.
+if not os.environ.get("IRESNET_MINI_DATA") and SHARED_DATA.is_dir():
+    os.environ["IRESNET_MINI_DATA"] = str(SHARED_DATA)
+# Tests (and notebooks they execute) run at CPU size unless a mode is chosen explicitly.
+os.environ.setdefault("IRESNET_MINI_MODE", "quick")
+matplotlib.use("Agg")
+
+from iresnet_mini import data  # noqa: E402  (after the environment is set)
+
+
+def _require(rels: list[str], what: str) -> Path:
+    root = data.data_root()
+    missing = [rel for rel in rels if not (root / rel).is_file()]
+    if missing:
+        pytest.skip(f"{what} not found under the data root {root} (missing {', '.join(missing)}); "
+                    f"see data/README.md, or set IRESNET_MINI_DATA")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_available() -> Path:
+    """The data root, when all four MNIST files are there; otherwise the test is skipped."""
+    return _require([*data.MNIST_FILES["train"], *data.MNIST_FILES["test"]], "MNIST")
+
+
+@pytest.fixture(scope="session")
+def cifar_available() -> Path:
+    """The data root, when the CIFAR-10 test batch and at least data_batch_1 are there; else skip."""
+    return _require([*data.CIFAR10_FILES["test"], data.CIFAR10_FILES["train"][0]], "CIFAR-10")
