@@ -83,8 +83,12 @@ def fixed_point_inverse(g, y: torch.Tensor, max_iter: int = 100, atol: float = 1
 
 
 def anderson_inverse(g, y: torch.Tensor, max_iter: int = 100, atol: float = 1e-6, m: int = 5,
-                     lam: float = 1e-6, beta: float = 1.0):
-    """Anderson-accelerated fixed point of x = y - g(x): mixes the last m iterates per sample."""
+                     lam: float = 1e-8, beta: float = 1.0):
+    """Anderson-accelerated fixed point of x = y - g(x): mixes the last m iterates per sample.
+
+    Each step solves a small least-squares problem for the combination of the last m
+    iterates with the smallest residual (regularised by lam relative to the residuals' scale).
+    """
     batch = y.shape[0]
     f = lambda z: (y - g(z.view_as(y))).reshape(batch, -1)  # noqa: E731
     d = y[0].numel()
@@ -105,7 +109,9 @@ def anderson_inverse(g, y: torch.Tensor, max_iter: int = 100, atol: float = 1e-6
         k += 1
         n = min(k, m)
         G = Fx[:, :n] - X[:, :n]
-        H[:, 1:n + 1, 1:n + 1] = G @ G.transpose(1, 2) + lam * torch.eye(n, dtype=y.dtype, device=y.device)
+        gram = G @ G.transpose(1, 2)
+        scale = gram.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1e-300)[:, None, None]
+        H[:, 1:n + 1, 1:n + 1] = gram + lam * scale * torch.eye(n, dtype=y.dtype, device=y.device)
         alpha = torch.linalg.solve(H[:, :n + 1, :n + 1], rhs[:, :n + 1])[:, 1:n + 1, 0]
         new = beta * (alpha[:, None] @ Fx[:, :n])[:, 0] + (1 - beta) * (alpha[:, None] @ X[:, :n])[:, 0]
         X[:, k % m] = new

@@ -283,7 +283,7 @@ def operator_norm(layer: nn.Module, input_shape, method: str = "auto", n_iter: i
         with torch.enable_grad():
             u = apply(v)
             (grad,) = torch.autograd.grad(u, v, u)  # A^T A v
-        sigma = float(u.norm())
+        sigma = float(u.detach().norm())
         v = _normalize(grad.detach()).requires_grad_(True)
     return sigma
 

@@ -1,0 +1,139 @@
+"""Spectral normalisation: the true operator norm ends below c (paper Sec. 2)."""
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iresnet_mini import lipschitz as L
+
+
+def _train_power_iteration(layer, x, steps):
+    layer.train()
+    for _ in range(steps):
+        layer(x)
+
+
+@pytest.mark.parametrize("coeff", [0.5, 0.9])
+def test_dense_layer_true_norm_is_at_most_c_after_power_iteration(coeff):
+    torch.manual_seed(0)
+    layer = L.LipschitzLinear(20, 30, coeff=coeff)
+    with torch.no_grad():
+        layer.weight.mul_(5.0)  # make the constraint bind
+    _train_power_iteration(layer, torch.randn(4, 20), 50)
+    true = L.operator_norm(layer, (20,))
+    assert true <= coeff * 1.01
+    assert true >= coeff * 0.99  # it binds: the layer was rescaled exactly to c
+
+
+@pytest.mark.parametrize("size", [5, 8, 16])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv3x3_operator_norm_is_at_most_c_at_several_input_sizes(size, stride):
+    torch.manual_seed(size)
+    layer = L.LipschitzConv2d(3, 4, 3, coeff=0.9, stride=stride)
+    with torch.no_grad():
+        layer.weight.mul_(4.0)
+    x = torch.randn(2, 3, size, size)
+    _train_power_iteration(layer, x, 1)
+    layer.power_iteration_to_tolerance(1e-8)
+    true = L.operator_norm(layer, (3, size, size))
+    assert true <= 0.9 * 1.01
+
+
+def test_reshaped_kernel_norm_is_not_the_conv_operator_norm():
+    torch.manual_seed(1)
+    layer = L.LipschitzConv2d(4, 4, 3, coeff=None)
+    kernel = L.reshaped_kernel_norm(layer)
+    true = L.operator_norm(layer, (4, 16, 16))
+    # for a 3x3 kernel the operator norm can exceed the reshaped norm by up to a factor 3 = k
+    assert abs(true - kernel) / true > 0.05
+    assert true <= 3 * kernel + 1e-9
+
+
+def test_one_by_one_conv_reshaped_norm_is_exact():
+    torch.manual_seed(2)
+    layer = L.LipschitzConv2d(5, 6, 1, coeff=None)
+    assert L.operator_norm(layer, (5, 4, 4)) == pytest.approx(L.reshaped_kernel_norm(layer), rel=1e-6)
+
+
+def test_exact_and_power_operator_norm_agree():
+    torch.manual_seed(3)
+    layer = L.LipschitzConv2d(2, 3, 3, coeff=None)
+    exact = L.operator_norm(layer, (2, 6, 6), method="exact")
+    power = L.operator_norm(layer, (2, 6, 6), method="power", n_iter=3000)
+    assert power == pytest.approx(exact, rel=1e-4)
+
+
+def test_power_iteration_runs_only_in_training_mode():
+    layer = L.LipschitzLinear(6, 6, coeff=0.9)
+    x = torch.randn(3, 6)
+    layer.train()
+    layer(x)
+    u = layer.u.clone()
+    layer.eval()
+    layer(x)
+    assert torch.equal(u, layer.u)
+    layer.train()
+    layer(x)
+    assert not torch.equal(u, layer.u)
+
+
+def test_power_iteration_vectors_are_saved_in_the_state_dict_and_restored():
+    torch.manual_seed(4)
+    layer = L.LipschitzConv2d(3, 5, 3, coeff=0.7)
+    x = torch.randn(2, 3, 7, 9)
+    layer(x)
+    state = layer.state_dict()
+    assert state["v"].shape == (1, 3, 7, 9) and state["u"].shape == (1, 5, 7, 9)
+    fresh = L.LipschitzConv2d(3, 5, 3, coeff=0.7)
+    fresh.load_state_dict(state)
+    fresh.eval(), layer.eval()
+    assert torch.allclose(fresh(x), layer(x))
+
+
+def test_certify_reports_every_constrained_layer_at_most_c():
+    torch.manual_seed(5)
+    net = nn.Sequential(L.LipschitzLinear(4, 8, coeff=0.6), nn.ELU(), L.LipschitzLinear(8, 4, coeff=0.6),
+                        L.LipschitzLinear(4, 4, coeff=None))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3)
+    net(torch.randn(2, 4))
+    report = L.certify(net)
+    assert len(report) == 2
+    for row in report:
+        assert row["effective_norm"] <= 0.6 + 1e-9
+
+
+def test_no_constraint_layer_keeps_its_weights():
+    layer = L.LipschitzLinear(3, 3, coeff=None)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(3) * 7)
+    assert torch.allclose(layer(torch.ones(1, 3)), 7 * torch.ones(1, 3) + layer.bias)
+
+
+@given(st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0), st.just(float("nan"))))
+@settings(max_examples=25, deadline=None)
+def test_coeff_outside_open_unit_interval_is_rejected(coeff):
+    with pytest.raises(ValueError, match="coeff"):
+        L.LipschitzLinear(2, 2, coeff=coeff)
+
+
+def test_wrong_input_shape_gives_clear_error():
+    with pytest.raises(ValueError, match="last dimension 4"):
+        L.LipschitzLinear(4, 2)(torch.randn(3, 5))
+    with pytest.raises(ValueError, match=r"\(batch, 3, H, W\)"):
+        L.LipschitzConv2d(3, 2, 3)(torch.randn(3, 4, 5, 5))
+
+
+@pytest.mark.parametrize("name", sorted(L.ACTIVATIONS))
+def test_every_activation_is_1_lipschitz(name):
+    act = L.get_activation(name)
+    x = torch.linspace(-8, 8, 20001, requires_grad=True)
+    (grad,) = torch.autograd.grad(act(x).sum(), x)
+    assert grad.abs().max() <= 1.0 + 1e-6
+
+
+def test_unknown_activation_is_rejected_with_the_allowed_names():
+    with pytest.raises(ValueError, match="lipswish"):
+        L.get_activation("sigmoidish")
