@@ -1,0 +1,92 @@
+"""Toy data sets and the quick/full switch."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from iresnet_mini import config, toy
+
+
+@pytest.mark.parametrize("name", sorted(toy.DATASETS))
+def test_toy_sets_are_seeded_and_shaped(name):
+    a, b = toy.sample(name, 501, seed=3), toy.sample(name, 501, seed=3)
+    assert a.shape == (501, 2) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, toy.sample(name, 501, seed=4))
+    assert torch.isfinite(a).all() and a.abs().max() < 10
+
+
+def test_checkerboard_is_uniform_on_eight_squares_of_side_2():
+    x = toy.sample("checkerboard", 80_000, seed=0)
+    assert torch.isfinite(toy.log_density("checkerboard", x)).all()
+    cells = (torch.floor(x / 2) + 2).long()
+    counts = torch.bincount(cells[:, 0] * 4 + cells[:, 1], minlength=16)
+    occupied = counts[counts > 0]
+    assert len(occupied) == 8
+    assert (occupied.float() / len(x) - 1 / 8).abs().max() < 0.01
+
+
+def test_eight_gaussians_geometry_and_entropy():
+    x = toy.sample("8gaussians", 40_000, seed=0)
+    radius = x.norm(dim=1)
+    assert radius.mean().item() == pytest.approx(2.83, abs=0.03)
+    # well-separated components: H = ln 8 + ln(2 pi e sigma^2), minus a little for overlap
+    separated = math.log(8) + math.log(2 * math.pi * math.e * (0.5 / 1.414) ** 2)
+    assert toy.entropy("8gaussians") == pytest.approx(separated, abs=0.015)
+    assert toy.entropy("checkerboard") == pytest.approx(math.log(32))
+
+
+def test_unknown_toy_names_and_bad_sizes_are_rejected():
+    with pytest.raises(ValueError, match="8gaussians"):
+        toy.sample("9gaussians", 10)
+    with pytest.raises(ValueError, match="positive integer"):
+        toy.sample("moons", 0)
+    with pytest.raises(ValueError, match="no closed-form density"):
+        toy.log_density("moons", torch.zeros(1, 2))
+
+
+def test_numpy_generator_is_accepted():
+    assert toy.sample("moons", 10, seed=np.random.default_rng(0)).shape == (10, 2)
+
+
+def test_mode_priority_code_then_environment_then_hardware(monkeypatch):
+    monkeypatch.setattr(config, "_override", None)
+    monkeypatch.setenv(config.ENV_VAR, "full")
+    assert config.get_mode() == "full"
+    config.set_mode("quick")
+    try:
+        assert config.get_mode() == "quick" and config.is_quick()
+    finally:
+        config.set_mode(None)
+    monkeypatch.delenv(config.ENV_VAR)
+    assert config.get_mode() == ("full" if torch.cuda.is_available() else "quick")
+
+
+def test_sizes_follow_the_mode(monkeypatch):
+    monkeypatch.setitem(config.SIZES, "test.steps", config.Size(3, 300))
+    monkeypatch.setenv(config.ENV_VAR, "quick")
+    assert config.size("test.steps") == 3
+    monkeypatch.setenv(config.ENV_VAR, "full")
+    assert config.size("test.steps") == 300
+    with pytest.raises(KeyError, match="unknown size"):
+        config.size("no.such.size")
+
+
+def test_bad_mode_values_are_rejected(monkeypatch):
+    with pytest.raises(ValueError, match="quick"):
+        config.set_mode("fast")
+    monkeypatch.setenv(config.ENV_VAR, "turbo")
+    with pytest.raises(ValueError, match="IRESNET_MINI_MODE"):
+        config.get_mode()
+
+
+def test_seed_and_device_helpers():
+    config.seed_everything(7)
+    a = torch.rand(3)
+    config.seed_everything(7)
+    assert torch.equal(a, torch.rand(3))
+    assert config.get_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            config.get_device("cuda")
