@@ -142,18 +142,16 @@ def verify(path: Path, expected_md5: str) -> None:
         )
 
 
-def _url_hint(rel: str) -> str:
-    if rel.startswith("mnist/"):
-        return " or ".join(mirror + Path(rel).name for mirror in MNIST_MIRRORS)
-    return f"{CIFAR10_URLS[0]} (unpack it into {Path(CIFAR10_DIR).parent}/)"
-
-
 def _missing_message(rel: str, root: Path) -> str:
-    return (
-        f"missing data file {rel}: put the official file at {root / rel}, which you get from "
-        f"{_url_hint(rel)}; or pass download=True to fetch it; or set {ENV_VAR} to a folder "
-        f"that holds mnist/ and cifar10/ (data root now: {root})."
-    )
+    """Which file to put where, and where it comes from."""
+    if rel.startswith("mnist/"):
+        source = " or ".join(mirror + Path(rel).name for mirror in MNIST_MIRRORS)
+        where = f"put the official file at {root / rel} (from {source})"
+    else:
+        where = (f"put the official file at {root / rel}, or just the archive at "
+                 f"{root / CIFAR10_TARBALL} (unpacked on first use), from {CIFAR10_URLS[0]}")
+    return (f"missing data file {rel}: {where}; or pass download=True to fetch it; or set "
+            f"{ENV_VAR} to a folder that holds mnist/ and cifar10/ (data root now: {root}).")
 
 
 def _move_aside(path: Path) -> Path:
@@ -190,13 +188,14 @@ def download_file(urls: Sequence[str], dest: str | os.PathLike, md5: str,
                     + f"\nDownload it by hand and put it at {dest}.")
 
 
-def _fetch(url: str, dest: Path, md5: str, opener: Callable, progress: bool) -> None:
+def _fetch(source: str, dest: Path, md5: str, opener: Callable, progress: bool) -> None:
+    """Copy ``opener(source)`` to ``dest`` through a temporary file, renamed only once the md5 is right."""
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         digest, written = hashlib.md5(), 0
-        with os.fdopen(fd, "wb") as out, opener(url) as response:
-            length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+        with os.fdopen(fd, "wb") as out, opener(source) as response:
+            length = getattr(response, "headers", {}).get("Content-Length")
             total = int(length) if length else None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
                       disable=not progress) as bar:
@@ -208,7 +207,7 @@ def _fetch(url: str, dest: Path, md5: str, opener: Callable, progress: bool) -> 
         if total is not None and written != total:
             raise DataError(f"truncated download: got {written} of {total} bytes")
         if digest.hexdigest() != md5:
-            raise ChecksumError(f"downloaded bytes have md5 {digest.hexdigest()}, expected {md5}")
+            raise ChecksumError(f"{source} gave bytes with md5 {digest.hexdigest()}, expected {md5}")
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -224,7 +223,8 @@ def _extract_cifar(tarball: Path, root: Path, wanted: Sequence[str]) -> None:
                 continue
             dest = root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            _fetch(member.name, dest, MD5[rel], lambda _: archive.extractfile(member), progress=False)
+            _fetch(f"{tarball}:{member.name}", dest, MD5[rel],
+                   lambda _: archive.extractfile(member), progress=False)
     missing = [rel for rel in wanted if not (root / rel).is_file()]
     if missing:
         raise DataError(f"{tarball} does not contain {', '.join(missing)}; is it the official "

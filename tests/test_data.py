@@ -237,7 +237,7 @@ def test_cifar_tarball_extracts_only_expected_members_each_verified(cifar_availa
                                                                     monkeypatch):
     tarball = tmp_path / data.CIFAR10_TARBALL
     tarball.parent.mkdir(parents=True)
-    with tarfile.open(tarball, "w:gz", compresslevel=1) as archive:
+    with tarfile.open(tarball, "w:gz", compresslevel=1, dereference=True) as archive:
         archive.add(cifar_available / CIFAR_TEST, arcname="cifar-10-batches-bin/test_batch.bin")
         for name, payload in [("../../evil.bin", b"evil"),
                               ("cifar-10-batches-bin/data_batch_2.bin", b"corrupt batch")]:
