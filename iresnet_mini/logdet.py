@@ -120,13 +120,13 @@ def _roulette_weights(n_exact_terms, distribution, p, generator, device):
     if distribution == "geometric":
         if not 0.0 < p < 1.0:
             raise ValueError(f"geometric p must be in (0, 1), got {p!r}")
-        u = torch.rand((), generator=generator).item()
+        u = torch.rand((), generator=generator, device=device).item()
         n_extra = int(math.floor(math.log(max(u, 1e-300)) / math.log(1.0 - p)))  # P(N >= m) = (1-p)^m
         survival = lambda m: (1.0 - p) ** m  # noqa: E731
     elif distribution == "poisson":
         if not p > 0:
             raise ValueError(f"poisson rate must be > 0, got {p!r}")
-        n_extra = int(torch.poisson(torch.tensor(float(p)), generator=generator).item())
+        n_extra = int(torch.poisson(torch.tensor(float(p), device=device), generator=generator).item())
 
         def survival(m):  # P(N >= m) for N ~ Poisson(p)
             return 1.0 - sum(math.exp(-p) * p ** j / math.factorial(j) for j in range(m))
