@@ -40,6 +40,15 @@ SIZES: dict[str, Size] = {
     # --- package-wide -----------------------------------------------------------------
     "bench.repeats": Size(3, 10, "timing repeats in iresnet_mini.bench"),
     # --- notebooks 01-04 (toy problems) -------------------------------------------------
+    "nb03.dim": Size(16, 64, "dimension d of the log-det study block (the exact log-det is the reference)"),
+    "nb03.n_points": Size(8, 16, "points x at which the log-det estimators are studied"),
+    "nb03.n_repeats": Size(400, 2000, "independent draws of an estimator per point"),
+    "nb03.max_terms": Size(20, 30, "largest number of series terms in the bias/variance study"),
+    "nb03.cost_dim": Size(64, 512, "width d of the block whose gradient cost is measured"),
+    "nb03.cost_batch": Size(64, 256, "batch size of the gradient-cost measurement"),
+    "nb03.cost_terms": Size((1, 2, 5, 10, 20), (1, 2, 5, 10, 20, 50), "series terms in the cost table"),
+    "nb03.cost_repeats": Size(3, 10, "timing repeats (fastest kept) of the gradient cost"),
+    "nb03.widget_draws": Size(1000, 4000, "estimates drawn per redraw of the log-det widget"),
     # --- notebooks 05-08 (images) -------------------------------------------------------
 }
 
