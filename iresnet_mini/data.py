@@ -137,8 +137,8 @@ def verify(path: Path, expected_md5: str) -> None:
     if actual != expected_md5:
         raise ChecksumError(
             f"{path} is corrupt or incomplete: its md5 is {actual}, expected {expected_md5}. "
-            f"Delete it and load again with download=True to fetch a fresh copy, "
-            f"or replace it by the official file."
+            f"Replace it by the official file, or load again with download=True, which moves "
+            f"it to {path.name}.corrupt and fetches a fresh copy."
         )
 
 
