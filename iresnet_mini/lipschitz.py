@@ -121,21 +121,22 @@ class _SpectralNormMixin:
         return current, max_iter
 
     def normalized_weight(self, x: torch.Tensor | None = None) -> torch.Tensor:
-        """W / max(1, sigma_hat / c); runs the power iteration in training mode."""
+        """W / max(1, sigma_hat / c); runs the power iteration in training mode (always in full precision)."""
         if self.coeff is None:
             return self.weight
-        if self.v.numel() == 0:
-            if x is None:
-                raise RuntimeError("this layer has not seen an input yet: call it once on a batch first")
-            self._init_vectors(x)
-        if self.training and not _FROZEN and self.n_power_iterations > 0:
-            self.power_iteration(self.n_power_iterations)
-        # sigma = u^T A v, differentiable in W (u, v held fixed), as in spectral_norm.
-        sigma = (self.u * self._apply_A(self.v, self.weight)).sum()
-        if not _FROZEN:
-            self.sigma.copy_(sigma.detach())
-        factor = torch.clamp(sigma / self.coeff, min=1.0)
-        return self.weight / factor
+        with torch.autocast(self.weight.device.type, enabled=False):  # no bf16/fp16 in the estimate
+            if self.v.numel() == 0:
+                if x is None:
+                    raise RuntimeError("this layer has not seen an input yet: call it once on a batch first")
+                self._init_vectors(x)
+            if self.training and not _FROZEN and self.n_power_iterations > 0:
+                self.power_iteration(self.n_power_iterations)
+            # sigma = u^T A v, differentiable in W (u, v held fixed), as in spectral_norm.
+            sigma = (self.u * self._apply_A(self.v, self.weight)).sum()
+            if not _FROZEN:
+                self.sigma.copy_(sigma.detach())
+            factor = torch.clamp(sigma / self.coeff, min=1.0)
+            return self.weight / factor
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # u and v get their shape from the first input: adopt the stored shapes.
