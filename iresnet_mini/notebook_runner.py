@@ -1,0 +1,47 @@
+"""Execute the course notebooks from a clean kernel (used by the tests and the render script)."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered course notebooks, in order."""
+    return sorted(p for p in Path(directory).glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute(path: Path, mode: str = "quick", timeout: int = 600, workdir: Path | None = None):
+    """Run a notebook top to bottom in a fresh kernel; returns (executed notebook, seconds).
+
+    The notebook runs in a copy of its folder (``workdir`` or a temporary one), so nothing it
+    writes lands next to the committed notebooks. Raises on the first cell error.
+    """
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    previous = os.environ.get("IRESNET_MINI_MODE")
+    os.environ["IRESNET_MINI_MODE"] = mode
+    own_tmp = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="iresnet-nb-")) if own_tmp else Path(workdir)
+    try:
+        shutil.copytree(path.parent, workdir, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(workdir)}})
+        start = time.perf_counter()
+        client.execute()
+        return nb, time.perf_counter() - start
+    finally:
+        if previous is None:
+            os.environ.pop("IRESNET_MINI_MODE", None)
+        else:
+            os.environ["IRESNET_MINI_MODE"] = previous
+        if own_tmp:
+            shutil.rmtree(workdir, ignore_errors=True)
