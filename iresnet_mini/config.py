@@ -40,6 +40,15 @@ SIZES: dict[str, Size] = {
     # --- package-wide -----------------------------------------------------------------
     "bench.repeats": Size(3, 10, "timing repeats in iresnet_mini.bench"),
     # --- notebooks 01-04 (toy problems) -------------------------------------------------
+    "nb01.train_steps": Size(300, 1500, "full-batch Adam steps per toy ResNet / i-ResNet in notebook 01"),
+    "nb01.widget_steps": Size(150, 600, "training steps per setting the notebook-01 widget trains (cached)"),
+    "nb01.n_train": Size(256, 1024, "training inputs of the notebook-01 toy tasks"),
+    "nb01.grid": Size(41, 81, "grid points per axis for crossings and fold maps in notebook 01"),
+    "nb02.power_iters": Size(30, 100, "power-iteration steps traced in notebook 02"),
+    "nb02.conv_sizes": Size((4, 8, 16, 32), (4, 8, 16, 32, 64), "input sizes of the conv-norm table"),
+    "nb02.norm_power_iters": Size(300, 2000, "float64 power iterations for the true norm of a large conv"),
+    "nb02.inverse_iters": Size(60, 200, "fixed-point / Anderson iterations in the convergence study"),
+    "nb02.n_points": Size(256, 2048, "sample points for measured Lipschitz and bi-Lipschitz constants"),
     "nb03.dim": Size(16, 64, "dimension d of the log-det study block (the exact log-det is the reference)"),
     "nb03.n_points": Size(8, 16, "points x at which the log-det estimators are studied"),
     "nb03.n_repeats": Size(400, 2000, "independent draws of an estimator per point"),
