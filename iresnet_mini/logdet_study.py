@@ -30,7 +30,7 @@ from .logdet import exact_logdet, jacobian, power_series_logdet, truncation_erro
 
 __all__ = [
     "study_branch", "lipschitz_estimates", "series_partial_sums", "series_matrix", "hutchinson_variance",
-    "estimator_draws", "BiasVarianceStudy", "bias_variance_study", "expected_terms", "roulette_draws",
+    "estimator_draws", "spread", "BiasVarianceStudy", "bias_variance_study", "expected_terms", "roulette_draws",
     "RouletteStudy", "roulette_study", "count_saved_bytes", "gradient_cost",
 ]
 
@@ -129,13 +129,26 @@ def estimator_draws(branch: nn.Module, x: torch.Tensor, n_terms: int, n_repeats:
     return draws.reshape(n_repeats, x.shape[0])
 
 
+def _mean_error(draws: torch.Tensor, exact: torch.Tensor) -> tuple[float, float]:
+    """Mean of draw - exact over draws and points, and its standard error (draws are the independent unit)."""
+    per_draw = (draws - exact).mean(1)
+    return float(per_draw.mean()), float(per_draw.std() / math.sqrt(draws.shape[0]))
+
+
+def spread(draws: torch.Tensor) -> float:
+    """Root-mean-square over points of the draws' standard deviation, for (n_repeats, batch) draws."""
+    return float(draws.var(0).mean().sqrt())
+
+
 @dataclass
 class BiasVarianceStudy:
     """Bias and spread of the truncated estimator against the number of terms, for one block (Fig. 4).
 
-    Per-point quantities are averaged over the points: ``abs_bias`` is mean |mean draw - exact|,
-    ``truncation_error`` the exact mean |S_n - ln det|, ``std`` the root-mean-square over points
-    of the draws' standard deviation and ``std_theory`` its Hutchinson prediction.
+    Per-point quantities are averaged over the points: ``bias`` is the mean of draw - exact (with
+    standard error ``bias_se``) and ``truncation_bias`` its exact value, mean S_n - ln det;
+    ``abs_bias`` is mean |mean draw - exact| and ``truncation_error`` its exact value, mean
+    |S_n - ln det|; ``std`` is the root-mean-square over points of the draws' standard deviation
+    and ``std_theory`` its Hutchinson prediction.
     """
 
     c: float
@@ -148,6 +161,8 @@ class BiasVarianceStudy:
     n_terms: np.ndarray
     exact: np.ndarray
     bias: np.ndarray
+    bias_se: np.ndarray
+    truncation_bias: np.ndarray
     abs_bias: np.ndarray
     truncation_error: np.ndarray
     std: np.ndarray
@@ -176,21 +191,23 @@ def bias_variance_study(branch: nn.Module, x: torch.Tensor, c: float, max_terms:
     exact = exact_logdet(branch, x).detach()
     partial = series_partial_sums(jac, max_terms)
     n_terms = np.arange(1, max_terms + 1)
-    bias, abs_bias, std, std_theory = [], [], [], []
+    bias, bias_se, abs_bias, std, std_theory = [], [], [], [], []
     for n in n_terms:
         draws = estimator_draws(branch, x, int(n), n_repeats, n_samples, probe, seed)
-        error = draws.mean(0) - exact
-        bias.append(float(error.mean()))
-        abs_bias.append(float(error.abs().mean()))
-        std.append(float(draws.var(0).mean().sqrt()))
+        mean, se = _mean_error(draws, exact)
+        bias.append(mean)
+        bias_se.append(se)
+        abs_bias.append(float((draws.mean(0) - exact).abs().mean()))
+        std.append(spread(draws))
         variance = hutchinson_variance(series_matrix(jac, int(n)), probe) / n_samples
         std_theory.append(float(variance.mean().sqrt()))
     bound = [truncation_error_bound(min(lips["attained"], 1 - 1e-12), lips["dim"], int(n)) for n in n_terms]
     return BiasVarianceStudy(
         c=c, lipschitz=lips["attained"], lipschitz_certified=lips["certified"], dim=lips["dim"], probe=probe,
-        n_samples=n_samples, n_repeats=n_repeats, n_terms=n_terms, exact=exact.numpy(),
-        bias=np.array(bias), abs_bias=np.array(abs_bias),
-        truncation_error=(partial - exact[:, None]).abs().mean(0).numpy(),
+        n_samples=n_samples, n_repeats=n_repeats, n_terms=n_terms, exact=exact.cpu().numpy(),
+        bias=np.array(bias), bias_se=np.array(bias_se), abs_bias=np.array(abs_bias),
+        truncation_bias=(partial - exact[:, None]).mean(0).cpu().numpy(),
+        truncation_error=(partial - exact[:, None]).abs().mean(0).cpu().numpy(),
         std=np.array(std), std_theory=np.array(std_theory), bound=np.array(bound))
 
 
@@ -225,6 +242,8 @@ class RouletteStudy:
     """The unbiased estimator at one block: bias (should be ~0 within ``bias_se``), spread, mean cost."""
 
     c: float
+    distribution: str
+    p: float
     bias: float
     bias_se: float
     std: float
@@ -239,12 +258,10 @@ def roulette_study(branch: nn.Module, x: torch.Tensor, c: float, n_repeats: int,
     """Bias (with its standard error), standard deviation and expected cost of :func:`unbiased_logdet`."""
     exact = exact_logdet(branch, x).detach()
     draws = roulette_draws(branch, x, n_repeats, n_exact_terms, distribution, p, probe=probe, seed=seed)
-    errors = draws - exact  # (n_repeats, batch)
-    per_draw = errors.mean(1)  # the draws are independent across repeats, not across points
-    return RouletteStudy(c=c, bias=float(per_draw.mean()), bias_se=float(per_draw.std() / math.sqrt(n_repeats)),
-                         std=float(draws.var(0).mean().sqrt()),
+    bias, bias_se = _mean_error(draws, exact)
+    return RouletteStudy(c=c, distribution=distribution, p=p, bias=bias, bias_se=bias_se, std=spread(draws),
                          expected_terms=expected_terms(n_exact_terms, distribution, p),
-                         draws=draws.numpy(), exact=exact.numpy())
+                         draws=draws.cpu().numpy(), exact=exact.cpu().numpy())
 
 
 @contextlib.contextmanager
@@ -269,27 +286,46 @@ def count_saved_bytes():
         yield counter
 
 
+@contextlib.contextmanager
+def _cpu_threads(n: int | None):
+    """Run with n CPU threads (None: unchanged), restoring the previous setting afterwards."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def gradient_cost(branch: nn.Module, x: torch.Tensor, n_terms: int, neumann_gradient: bool,
-                  n_repeats: int = 3, seed: int = 0) -> dict[str, float]:
-    """Seconds (fastest of n_repeats, after a warm-up) and saved bytes of one forward+backward of the series estimator.
+                  n_repeats: int = 3, threads: int | None = 1, seed: int = 0) -> dict[str, float]:
+    """Seconds (fastest of n_repeats, after a warm-up) and saved bytes of the estimator's forward + backward.
 
     ``neumann_gradient=False`` backpropagates through all n_terms vector-Jacobian products
     (memory grows with n); ``True`` uses the Neumann-series gradient (Residual Flows), constant memory.
+    On CPU the timing runs with ``threads`` threads (1: stable on a shared machine; None: unchanged).
     """
-    params = [p for p in branch.parameters() if p.requires_grad]
     if not isinstance(n_repeats, int) or n_repeats < 1:
         raise ValueError(f"n_repeats must be a positive integer, got {n_repeats!r}")
+    params = [p for p in branch.parameters() if p.requires_grad]
     seconds, saved = [], 0
-    for i in range(n_repeats + 1):  # the first run is a warm-up
-        generator = torch.Generator(device=x.device).manual_seed(seed + i)
-        start = time.perf_counter()
-        with count_saved_bytes() as counter:
-            logdet = power_series_logdet(branch, x, n_terms=n_terms, neumann_gradient=neumann_gradient,
-                                         generator=generator)
-        torch.autograd.grad(logdet.sum(), params, allow_unused=True)  # the last bias has no effect
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        seconds.append(time.perf_counter() - start)
-        saved = counter["bytes"]
+    with _cpu_threads(threads if x.device.type == "cpu" else None):
+        for i in range(n_repeats + 1):  # the first run is a warm-up
+            generator = torch.Generator(device=x.device).manual_seed(seed + i)
+            _synchronize(x.device)
+            start = time.perf_counter()
+            with count_saved_bytes() as counter:
+                logdet = power_series_logdet(branch, x, n_terms=n_terms, neumann_gradient=neumann_gradient,
+                                             generator=generator)
+            torch.autograd.grad(logdet.sum(), params, allow_unused=True)  # the last bias has no effect
+            _synchronize(x.device)
+            seconds.append(time.perf_counter() - start)
+            saved = counter["bytes"]
     return {"n_terms": n_terms, "neumann_gradient": neumann_gradient,
             "seconds": min(seconds[1:]), "saved_bytes": saved}
