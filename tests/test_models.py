@@ -1,0 +1,160 @@
+"""Image models: shapes, the paper's parameter count, reconstruction by the inverse, bits/dim by hand."""
+import json
+import math
+
+import pytest
+import torch
+
+from iresnet_mini import data, lipschitz, models, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these small models gain nothing from more, and a busy CPU makes them slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _mnist_batch(n=32):
+    x, _ = data.load_mnist("test")
+    return data.Normalize.for_dataset("mnist")(x[:n])
+
+
+def _initialised(model, x):
+    """ActNorm's data-dependent init and the power iteration's first vectors, then eval mode."""
+    torch.manual_seed(0)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+@pytest.mark.parametrize("preset", ["tiny", "cpu"])
+def test_classifier_shapes(shape, preset):
+    model = models.IResNetClassifier(models.classifier_config(preset, shape, n_classes=7))
+    x = torch.randn(3, *shape)
+    assert model.features(x).shape == (3, *model.feature_shape)
+    assert model(x).shape == (3, 7)
+
+
+def test_paper_classifier_has_about_4_9_million_parameters():
+    config = models.classifier_config("paper", (3, 32, 32))
+    assert (config.pad_channels, config.blocks, config.widths) == (13, (7, 7, 7), (32, 64, 128))
+    n = models.count_parameters(models.IResNetClassifier(config))
+    assert abs(n - 4.9e6) / 4.9e6 < 0.02
+
+
+def test_features_have_the_padded_input_dimension():
+    model = models.IResNetClassifier(models.classifier_config("tiny", (1, 28, 28)))
+    assert math.prod(model.feature_shape) == model.config.channels * 14 * 14
+
+
+def test_actnorm_on_zero_padded_channels_stays_finite(mnist_available):
+    model = _initialised(models.IResNetClassifier(models.classifier_config("tiny", (1, 28, 28))), _mnist_batch())
+    first = model.steps[0].actnorm
+    padded = slice(model.config.squeezed_in_channels, None)
+    assert torch.all(first.log_scale[padded] == 0)  # std 0: no division by zero
+    assert torch.isfinite(first.log_scale).all() and torch.isfinite(model.features(_mnist_batch())).all()
+
+
+def test_classifier_inverse_reconstructs_test_images_at_c_0_9(mnist_available):
+    x = _mnist_batch()
+    model = _initialised(models.IResNetClassifier(models.classifier_config("tiny", (1, 28, 28), coeff=0.9)), x)
+    report = lipschitz.certify(model)
+    assert all(r["effective_norm"] <= 0.9 + 1e-6 for r in report)
+    x_rec, infos = model.inverse(model.features(x), return_info=True)
+    assert all(info.converged for info in infos)
+    assert (x_rec - x).abs().max() < 1e-4
+
+
+def test_classifier_inverse_fails_for_vanilla_with_large_weights(mnist_available):
+    x = _mnist_batch()
+    model = _initialised(models.IResNetClassifier(models.classifier_config("tiny", (1, 28, 28), coeff=None)), x)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.mul_(4.0)
+    x_rec, infos = model.inverse(model.features(x), max_iter=50, return_info=True)
+    assert not all(info.converged for info in infos)
+    error = (x_rec - x).abs()
+    assert not torch.isfinite(error).all() or error.max() > 0.1
+
+
+def test_bad_architectures_are_refused_with_a_reason():
+    with pytest.raises(ValueError, match="unknown preset"):
+        models.classifier_config("huge", (1, 28, 28))
+    with pytest.raises(ValueError, match="injective padding only adds"):
+        models.classifier_config("tiny", (3, 32, 32), channels=8)
+    with pytest.raises(ValueError, match="even side length"):
+        models.classifier_config("tiny", (1, 28, 28), strides=(2, 2, 2), blocks=(1, 1, 1), widths=(4, 4, 4))
+    with pytest.raises(ValueError, match="coeff"):
+        models.flow_config("tiny", (1, 28, 28), coeff=None)
+
+
+def _tiny_flow():
+    torch.manual_seed(0)
+    config = models.flow_config("tiny", (1, 4, 4), widths=(6, 6), estimator="exact", estimator_kwargs={})
+    flow = models.MultiScaleFlow(config).double()
+    flow.train()
+    with torch.no_grad():
+        flow(torch.rand(64, 1, 4, 4, dtype=torch.float64) - 0.5)
+    with torch.no_grad():  # a prior that is not N(0, I), so that its parameters matter
+        for prior in flow.priors:
+            prior.mean.normal_(0, 0.3)
+            prior.log_std.normal_(0, 0.3)
+    return flow.eval()
+
+
+def test_flow_scales_squeeze_and_factor_out_half():
+    flow = models.MultiScaleFlow(models.flow_config("tiny", (1, 28, 28)))
+    assert flow.config.strides == (2, 2)
+    assert [p.shape for p in flow.priors] == [(2, 14, 14), (8, 7, 7)]
+    assert sum(math.prod(p.shape) for p in flow.priors) == 28 * 28
+
+
+def test_flow_bits_per_dim_equals_hand_computation():
+    flow = _tiny_flow()
+    x = (torch.randint(0, 256, (3, 1, 4, 4)).double() + torch.rand(3, 1, 4, 4, dtype=torch.float64)) / 256
+    alpha = 0.05
+    for i in range(3):
+        xi = x[i:i + 1]
+
+        def to_z(t):  # x -> logit -> flow -> all z_i, flattened
+            s = alpha + (1 - 2 * alpha) * t
+            return torch.cat([z.reshape(-1) for z in flow(torch.log(s / (1 - s)))[0]])
+
+        jac = torch.autograd.functional.jacobian(to_z, xi).reshape(16, 16)
+        zs = flow(train.preprocess(xi, alpha)[0])[0]
+        log_pz = sum(torch.distributions.Normal(p.mean, p.log_std.exp()).log_prob(z[0]).sum()
+                     for p, z in zip(flow.priors, zs))
+        log_px = log_pz + torch.linalg.slogdet(jac).logabsdet
+        expected = -log_px / (16 * math.log(2)) + 8
+        assert train.density_bits_per_dim(flow, xi, alpha).item() == pytest.approx(expected.item(), abs=1e-8)
+
+
+def test_flow_log_prob_is_finite_with_the_series_estimator(mnist_available):
+    x, _ = data.load_mnist("test")
+    y, _ = train.preprocess(data.dequantize(x[:16]), 1e-6)
+    flow = models.MultiScaleFlow(models.flow_config("tiny", (1, 28, 28)))
+    flow.train()
+    log_p = flow.log_prob(y)
+    assert log_p.shape == (16,) and torch.isfinite(log_p).all()
+
+
+def test_flow_inverse_and_samples():
+    flow = _tiny_flow()
+    x = torch.rand(5, 1, 4, 4, dtype=torch.float64) - 0.5
+    zs, _ = flow(x)
+    assert torch.allclose(flow.inverse(zs), x, atol=1e-8)
+    samples = flow.sample(6, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (6, 1, 4, 4) and torch.isfinite(samples).all()
+
+
+def test_config_round_trips_through_plain_types():
+    config = models.flow_config("cpu", (3, 32, 32))
+    values = json.loads(json.dumps(models.config_to_dict(config)))
+    assert models.config_from_dict("density", values) == config
+
