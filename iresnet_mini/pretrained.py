@@ -1,0 +1,296 @@
+"""Shipped pretrained classifiers: verified loading, load-or-train for the notebooks, paper Table 2.
+
+``data/pretrained/`` holds small checkpoints (each at most :data:`MAX_BYTES`) and
+``manifest.json``, which says for every checkpoint how it was made (the exact
+``python -m iresnet_mini.train`` command), its sha256, and its test figures::
+
+    model, train_config, entry = load_pretrained("mnist-c0.9")
+    model, train_config, info = load_or_train("mnist-c0.9")   # quick mode: the shipped file
+
+A checkpoint file is hashed and compared with the manifest *before* it is unpickled, and
+then read with ``torch.load(weights_only=True)`` (tensors and plain containers only).
+``scripts/make_pretrained.py NAME...`` retrains a checkpoint from its recipe
+(:data:`RECIPES`) and rewrites its manifest entry.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shlex
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import data as _data
+from . import models, train
+from .config import get_device, is_quick
+
+__all__ = [
+    "PRETRAINED_DIR", "MAX_BYTES", "EVAL_SUBSET", "FORMAT", "PAPER_TABLE2", "PAPER_TABLE2_SOURCE", "paper_error",
+    "Recipe", "RECIPES", "PretrainedError", "manifest", "names", "checkpoint_path", "sha256sum",
+    "model_from_bytes", "load_pretrained", "load_or_train", "read_history", "evaluate_test", "checkpoint_bytes",
+    "write_checkpoint", "write_entry",
+]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
+MANIFEST = "manifest.json"
+FORMAT = "iresnet-mini-pretrained/1"
+MAX_BYTES = 5_000_000  # every shipped checkpoint stays at or below 5 MB
+EVAL_SUBSET = 1000     # the first N test images: a fast re-check of the manifest's figures
+
+# The paper's Table 2: test classification error in % (Behrmann et al., ICML 2019, arXiv 1811.00995).
+# Columns: ResNet-164, the same i-ResNet architecture without the Lipschitz constraint ("vanilla"),
+# and i-ResNets with coefficient c. The paper gives no ResNet-164 figure for MNIST.
+PAPER_TABLE2_SOURCE = ("Behrmann et al., Invertible Residual Networks, ICML 2019 (arXiv 1811.00995), "
+                       "Table 2: test classification error in %")
+PAPER_TABLE2: dict[str, dict[str, float | None]] = {
+    "mnist": {"ResNet-164": None, "vanilla": 0.38, "c=0.9": 0.40, "c=0.8": 0.42, "c=0.7": 0.40,
+              "c=0.6": 0.42, "c=0.5": 0.86},
+    "cifar10": {"ResNet-164": 5.50, "vanilla": 6.69, "c=0.9": 6.78, "c=0.8": 6.86, "c=0.7": 6.93,
+                "c=0.6": 7.72, "c=0.5": 8.71},
+    "cifar100": {"ResNet-164": 24.30, "vanilla": 23.97, "c=0.9": 24.58, "c=0.8": 24.99, "c=0.7": 25.99,
+                 "c=0.6": 27.30, "c=0.5": 29.45},
+}
+
+
+def paper_error(dataset: str, coeff: float | None) -> float | None:
+    """Table 2's test error in % for ``dataset`` and Lipschitz coefficient ``coeff`` (None: vanilla)."""
+    if dataset not in PAPER_TABLE2:
+        raise ValueError(f"Table 2 has no data set {dataset!r}: it has {', '.join(PAPER_TABLE2)}")
+    column = "vanilla" if coeff is None else f"c={coeff:g}"
+    if column not in PAPER_TABLE2[dataset]:
+        raise ValueError(f"Table 2 has no column {column!r}: it has {', '.join(PAPER_TABLE2[dataset])}")
+    return PAPER_TABLE2[dataset][column]
+
+
+class PretrainedError(RuntimeError):
+    """A shipped checkpoint is unknown, missing, or does not match its manifest entry."""
+
+
+# ----------------------------------------------------------------------------------------
+# Recipes: how each shipped checkpoint is trained (the command line of iresnet_mini.train)
+# ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training run behind a checkpoint, as options of ``python -m iresnet_mini.train``."""
+
+    dataset: str
+    coeff: float | None                  # None: the vanilla (unconstrained) baseline
+    preset: str = "cpu"
+    time_budget: float | None = 3.0      # minutes of training
+    epochs: int | None = None
+    train_subset: int | None = None
+    seed: int = 0
+    task: str = "classify"
+
+    def argv(self) -> list[str]:
+        """The command-line options (without ``--out``)."""
+        args = ["--task", self.task, "--dataset", self.dataset, "--preset", self.preset]
+        args += ["--vanilla"] if self.coeff is None else ["--coeff", f"{self.coeff:g}"]
+        for flag, value in (("--epochs", self.epochs), ("--time-budget", self.time_budget),
+                            ("--train-subset", self.train_subset)):
+            if value is not None:
+                args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return args + ["--seed", str(self.seed)]
+
+    def command(self, out: str = "RUN_DIR") -> str:
+        """The shell command that trains this recipe into ``out``."""
+        return shlex.join(["python", "-m", "iresnet_mini.train", *self.argv(), "--out", str(out)])
+
+    def mismatches(self, run_config: dict) -> list[str]:
+        """Settings in which a run's config.json differs from this recipe (empty: same recipe)."""
+        wanted = {"task": self.task, "dataset": self.dataset, "preset": self.preset, "seed": self.seed,
+                  "coeff": self.coeff, "train_subset": self.train_subset}
+        if self.epochs is not None or self.time_budget is not None:
+            wanted.update(epochs=self.epochs, time_budget_min=self.time_budget)
+        found = {**run_config, "coeff": run_config.get("model", {}).get("coeff")}
+        return [f"{k}: run has {found.get(k)!r}, recipe wants {v!r}" for k, v in wanted.items()
+                if found.get(k) != v]
+
+
+_MNIST_CS = (0.9, 0.8, 0.7, 0.6, 0.5)
+# CIFAR-10 trains on the first 10,000 training images (data_batch_1, what the shared subset holds).
+RECIPES: dict[str, Recipe] = {
+    "mnist-vanilla": Recipe("mnist", None),
+    **{f"mnist-c{c:g}": Recipe("mnist", c) for c in _MNIST_CS},
+    "cifar10-vanilla": Recipe("cifar10", None, time_budget=5.0, train_subset=10_000),
+    "cifar10-c0.9": Recipe("cifar10", 0.9, time_budget=5.0, train_subset=10_000),
+}
+
+
+# ----------------------------------------------------------------------------------------
+# The manifest and verified loading
+# ----------------------------------------------------------------------------------------
+
+def manifest(directory: str | os.PathLike | None = None) -> dict:
+    """name -> entry of ``<directory>/manifest.json`` (default: the shipped ``data/pretrained``)."""
+    path = Path(directory or PRETRAINED_DIR) / MANIFEST
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def names(directory: str | os.PathLike | None = None) -> list[str]:
+    """The names of the shipped checkpoints."""
+    return sorted(manifest(directory))
+
+
+def checkpoint_path(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """Where checkpoint ``name``'s file lives."""
+    return Path(directory or PRETRAINED_DIR) / f"{name}.pt"
+
+
+def sha256sum(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _entry(name: str, directory) -> dict:
+    entries = manifest(directory)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none (the manifest is empty or missing)"
+        raise PretrainedError(f"no pretrained checkpoint named {name!r}; shipped are: {known}")
+    return entries[name]
+
+
+def _verified_bytes(name: str, entry: dict, directory) -> bytes:
+    """The checkpoint file's bytes, only if their sha256 is the manifest's."""
+    path = Path(directory or PRETRAINED_DIR) / entry["file"]
+    if not path.is_file():
+        raise PretrainedError(f"checkpoint file {path} of {name!r} is missing; restore it from the "
+                              f"repository, or retrain it: python scripts/make_pretrained.py {name}")
+    payload = path.read_bytes()
+    digest = sha256sum(payload)
+    if digest != entry["sha256"]:
+        raise PretrainedError(f"{path} has sha256 {digest}, but the manifest says {entry['sha256']}: the file "
+                              "is corrupt or was changed, so it is not loaded. Restore it from the repository "
+                              f"or retrain it: python scripts/make_pretrained.py {name}")
+    return payload
+
+
+def model_from_bytes(payload: bytes, device: str | torch.device | None = None):
+    """(model in eval mode, TrainConfig) from a checkpoint's bytes (``torch.load(weights_only=True)``)."""
+    checkpoint = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise PretrainedError(f"not a pretrained checkpoint: format {found!r}, expected {FORMAT!r}")
+    device = get_device(device)
+    config = dataclasses.replace(train.TrainConfig(**checkpoint["train_config"]), device=str(device))
+    model = models.build_model(models.config_from_dict(config.task, checkpoint["model_config"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()})
+    return model.to(device).eval(), config
+
+
+def load_pretrained(name: str, device: str | torch.device | None = None,
+                    directory: str | os.PathLike | None = None):
+    """(model in eval mode, TrainConfig, manifest entry) of a shipped checkpoint, sha256-verified first."""
+    entry = _entry(name, directory)
+    model, config = model_from_bytes(_verified_bytes(name, entry, directory), device)
+    return model, config, entry
+
+
+# ----------------------------------------------------------------------------------------
+# Load or train (notebooks)
+# ----------------------------------------------------------------------------------------
+
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """The per-epoch records of a run (its metrics.jsonl)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def load_or_train(name: str, train_now: bool | None = None, run_dir: str | os.PathLike | None = None,
+                  device: str | torch.device | None = None, **overrides):
+    """(model, TrainConfig, info): the shipped checkpoint, or a run trained with the CLI recipe.
+
+    ``train_now=None`` trains in full mode and loads the shipped file in quick mode. Training
+    uses ``RECIPES[name]`` with ``overrides`` (e.g. ``preset="paper", epochs=200,
+    time_budget=None``) and writes to ``run_dir`` (default ``runs/<name>``), resuming a run
+    there. A run directory made with other settings is never touched: that is an error.
+    ``info`` has ``source`` ("shipped" or "trained"), ``command``, ``metrics`` and ``history``.
+    """
+    if name not in RECIPES:
+        raise PretrainedError(f"no recipe named {name!r}; known are: {', '.join(RECIPES)}")
+    if train_now is None:
+        train_now = not is_quick()
+    if not train_now:
+        if overrides:
+            raise ValueError(f"overrides {sorted(overrides)} only apply when training (train_now=True)")
+        model, config, entry = load_pretrained(name, device)
+        return model, config, {"source": "shipped", "name": name, **entry}
+    recipe = dataclasses.replace(RECIPES[name], **overrides)
+    run_dir = Path(run_dir if run_dir is not None else Path("runs") / name)
+    if (run_dir / "config.json").is_file():
+        different = recipe.mismatches(json.loads((run_dir / "config.json").read_text()))
+        if different:
+            raise FileExistsError(f"{run_dir} holds a run with other settings ({'; '.join(different)}); it is "
+                                  "left untouched. Pass another run_dir to train this recipe.")
+    argv = recipe.argv() + ["--out", str(run_dir), "--resume"] + (["--device", str(device)] if device else [])
+    if train.main(argv) != 0:
+        raise RuntimeError(f"training failed (see the error above): {recipe.command(run_dir)}")
+    model, config, _state = train.load_run(run_dir, device)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return model, config, {"source": "trained", "name": name, "run_dir": str(run_dir), "coeff": recipe.coeff,
+                           "dataset": recipe.dataset, "preset": recipe.preset,
+                           "command": recipe.command(run_dir), "metrics": summary,
+                           "history": read_history(run_dir)}
+
+
+# ----------------------------------------------------------------------------------------
+# Evaluation on the real test set, writing checkpoints and manifest entries
+# ----------------------------------------------------------------------------------------
+
+def evaluate_test(model, config: train.TrainConfig, n_images: int | None = None) -> dict:
+    """Test accuracy and loss of a classifier on the first ``n_images`` test images (None: all)."""
+    x, y = _data.load_dataset(config.dataset, "test")
+    loader = _data.TensorLoader(x[:n_images], y[:n_images], config.test_batch_size, shuffle=False,
+                                transform=_data.Normalize.for_dataset(config.dataset),
+                                device=next(model.parameters()).device)
+    return train.evaluate(model, loader, config, loader.device)
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def checkpoint_bytes(model, config: train.TrainConfig) -> tuple[bytes, str]:
+    """(file contents, weight dtype): weights + configs, float32, or float16 weights if needed to fit MAX_BYTES."""
+    for dtype in ("float32", "float16"):
+        state = {k: v.detach().cpu().to(getattr(torch, dtype)) if v.is_floating_point() and k.endswith("weight")
+                 else v.detach().cpu() for k, v in model.state_dict().items()}
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT, "model": state, "model_config": models.config_to_dict(model.config),
+                    "train_config": dataclasses.asdict(config), "dtype": dtype}, buffer)
+        if buffer.tell() <= MAX_BYTES:
+            return buffer.getvalue(), dtype
+    raise PretrainedError(f"the model's weights need {buffer.tell():,} bytes even in float16, more than "
+                          f"the {MAX_BYTES:,} allowed for a shipped checkpoint: use a smaller preset")
+
+
+def write_checkpoint(name: str, payload: bytes, directory: str | os.PathLike | None = None) -> Path:
+    """Write checkpoint bytes to ``<directory>/<name>.pt`` atomically (temp file, then rename)."""
+    path = checkpoint_path(name, directory)
+    _atomic_write_bytes(path, payload)
+    return path
+
+
+def write_entry(name: str, entry: dict, directory: str | os.PathLike | None = None) -> None:
+    """Add or replace one manifest entry (the manifest is re-read, then written atomically)."""
+    directory = Path(directory or PRETRAINED_DIR)
+    entries = {**manifest(directory), name: entry}
+    text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
+    _atomic_write_bytes(directory / MANIFEST, text.encode())
