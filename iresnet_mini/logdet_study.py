@@ -52,7 +52,8 @@ def study_branch(dim: int, c: float, n_layers: int = 2, activation: str = "elu",
         raise ValueError(f"unknown init {init!r}: use 'orthogonal' or 'random'")
     if not 0.0 < c < 1.0:
         raise ValueError(f"c must be in (0, 1) (Thm. 1), got {c!r}")
-    branch = mlp_branch(dim, dim, n_layers - 1, coeff=c ** (1.0 / n_layers), activation=activation).to(dtype)
+    with torch.random.fork_rng(devices=[]):  # nn.Linear's own init would consume the global generator
+        branch = mlp_branch(dim, dim, n_layers - 1, coeff=c ** (1.0 / n_layers), activation=activation).to(dtype)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in lipschitz_layers(branch):
