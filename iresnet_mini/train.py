@@ -524,8 +524,8 @@ def train(config: TrainConfig, out: str | os.PathLike, resume: bool = False, pro
             state["epoch"] = epoch
             state["history"].append(record)
             say(_epoch_line(record))
-        save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)
         _write_metrics(out / "metrics.jsonl", state["history"])
+        save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)
     summary = _finish(model, config, device, full_test_loader, state)
     save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)  # the certified weights
     _write_json(out / "summary.json", summary)
