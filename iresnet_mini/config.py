@@ -56,7 +56,7 @@ SIZES: dict[str, Size] = {
     "nb03.cost_dim": Size(64, 512, "width d of the block whose gradient cost is measured"),
     "nb03.cost_batch": Size(64, 256, "batch size of the gradient-cost measurement"),
     "nb03.cost_terms": Size((1, 2, 5, 10, 20), (1, 2, 5, 10, 20, 50), "series terms in the cost table"),
-    "nb03.cost_repeats": Size(3, 10, "timing repeats (fastest kept) of the gradient cost"),
+    "nb03.cost_repeats": Size(5, 10, "timing repeats (fastest kept) of the gradient cost"),
     "nb03.widget_draws": Size(1000, 4000, "estimates drawn per redraw of the log-det widget"),
     # --- notebooks 05-08 (images) -------------------------------------------------------
 }
