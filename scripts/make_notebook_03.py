@@ -81,7 +81,7 @@ for c in CS:
 blocks = {c: logdet_study.study_branch(DIM, c).to(device) for c in CS}
 """),
     ("md", r"""
-The orthogonal blocks attain their bound; the random ones reach only about three quarters of it. All results
+The orthogonal blocks attain their bound; the random ones stay well below it. All results
 below use the orthogonal blocks and report the $L = \max_x \|J_g(x)\|_2$ they actually have. Now the eigenvalues:
 """),
     ("code", r"""
@@ -113,6 +113,13 @@ The partial sums oscillate around the exact value (the signs alternate) and sett
 $c = 0.5$; for $c = 0.9$ the terms shrink like $0.9^k/k$ and many more are needed.
 
 **Think!** Why does the series converge at all for $c=0.9$, when $\ln(1+\lambda)$ has a singularity at $\lambda=-1$?
+
+<details><summary>Answer</summary>
+
+The Mercator series converges for every $|\lambda| < 1$, and all eigenvalues satisfy $|\lambda| \le 0.9$; the
+terms shrink at least like $0.9^k/k$. Only a block with $\mathrm{Lip}(g) \ge 1$ could put an eigenvalue on or
+outside the unit circle, where the series diverges (and $\det(I + J_g)$ could be zero or negative).
+</details>
 
 ## 3. Hutchinson's trace estimator and vector-Jacobian products
 
@@ -241,9 +248,9 @@ fig = plots.plot_roulette_vs_series(studies[c], roulettes[c], series_errors, ser
     ("md", r"""
 Left: the roulette's mean error is zero within its error bars, where the series with the same average number of
 terms (3) is off by its truncation bias; the series needs many more terms to become as unbiased. Right: the price.
-At $c = 0.9$ the largest eigenvalues of $J_g$ have modulus about 0.85, so $\rho^2 \approx 0.72 > 1 - p = 0.5$: with
+At $c = 0.9$ the largest $|\lambda|$ printed in section 1 is well above 0.71, so $\rho^2 > 1 - p = 0.5$: with
 $p = 0.5$ rare long runs multiply small terms by large weights and produce errors many standard deviations out
-(the long tail of the histogram). With $p = 0.2$ (6 terms on average) the tail is gone. For training, Residual Flows argue that an unbiased estimate of the log-likelihood (and of its
+(the long tail of the histogram). With $p = 0.2$ (6 terms on average) the tail is much lighter. For training, Residual Flows argue that an unbiased estimate of the log-likelihood (and of its
 gradient) matters more than a small variance: a biased objective can be optimised into the bias.
 
 ## 7. Cost: time, memory and the Neumann-series gradient
