@@ -121,7 +121,8 @@ def estimator_draws(branch: nn.Module, x: torch.Tensor, n_terms: int, n_repeats:
     the same seed gives the same probes for every n_terms (common random numbers).
     """
     if not isinstance(n_repeats, int) or n_repeats < 2:
-        raise ValueError(f"n_repeats must be an integer >= 2 (a standard deviation needs two draws), got {n_repeats!r}")
+        raise ValueError(f"n_repeats must be an integer >= 2 (a standard deviation needs two draws), "
+                         f"got {n_repeats!r}")
     generator = torch.Generator(device=x.device).manual_seed(seed)
     replicated = x.repeat(n_repeats, *([1] * (x.dim() - 1)))
     with torch.no_grad():

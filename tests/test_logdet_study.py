@@ -105,7 +105,8 @@ def test_rademacher_variance_is_below_gaussian_for_a_symmetric_jacobian():
 
 def test_rademacher_spread_is_below_gaussian_on_the_study_block(block_09):
     x = points()
-    stds = {p: logdet_study.spread(logdet_study.estimator_draws(block_09, x, 5, 400, probe=p)) for p in logdet.PROBES}
+    stds = {p: logdet_study.spread(logdet_study.estimator_draws(block_09, x, 5, 400, probe=p))
+            for p in logdet.PROBES}
     assert stds["rademacher"] < stds["gaussian"]
 
 
@@ -137,7 +138,8 @@ def test_std_scales_like_one_over_sqrt_of_probes(block_09):
 
 def test_study_row_and_lipschitz_report(study_05):
     row = study_05.row(3)
-    assert row["n_terms"] == 3 and row["bound"] == pytest.approx(logdet.truncation_error_bound(0.5, DIM, 3), rel=1e-6)
+    assert row["n_terms"] == 3
+    assert row["bound"] == pytest.approx(logdet.truncation_error_bound(0.5, DIM, 3), rel=1e-6)
     assert study_05.lipschitz == pytest.approx(0.5, rel=1e-6)
 
 
@@ -223,7 +225,8 @@ def test_study_figures_have_titles_and_labels(study_05, block_09):
             for n in (1, 2) for g in (False, True)]
     figures = [
         plots.plot_jacobian_spectrum({0.9: torch.linalg.eigvals(jac).numpy()}),
-        plots.plot_partial_sums({0.9: logdet_study.series_partial_sums(jac, 5)[0].numpy()}, {0.9: series.exact[0]}),
+        plots.plot_partial_sums({0.9: logdet_study.series_partial_sums(jac, 5)[0].numpy()},
+                                {0.9: series.exact[0]}),
         plots.plot_bias_variance([study_05, series]),
         plots.plot_probe_comparison({"gaussian": [study_05]}),
         plots.plot_roulette_vs_series(series, [roulette], errors, series_terms=3),
