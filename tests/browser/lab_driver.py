@@ -55,8 +55,7 @@ LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings":
         {"windowingMode": "none", "autoStartDefaultKernel": True},
 }
-LAB_OPTIONS = ["--no-browser", "--ip=127.0.0.1", "--ServerApp.open_browser=False",
-               "--LabApp.news_url=None",
+LAB_OPTIONS = ["--no-browser", "--ip=127.0.0.1", "--LabApp.news_url=None",
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                "--LabApp.extension_manager=readonly",
                "--LabApp.expose_app_in_browser=True",       # window.jupyterapp, for model checks
@@ -144,12 +143,11 @@ def write_lab_settings(settings_dir: Path) -> None:
 
 @dataclass
 class LabServer:
-    """A running ``jupyter lab`` serving ``root`` at ``url`` (token-protected)."""
+    """A running ``jupyter lab`` at ``url`` (token-protected), logging to ``log_path``."""
 
     process: subprocess.Popen
     url: str
     token: str
-    root: Path
     log_path: Path
 
     @classmethod
@@ -165,7 +163,7 @@ class LabServer:
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, cwd=root, env=server_env(repo_root, scratch),
                                        stdout=log, stderr=subprocess.STDOUT)
-        server = cls(process, f"http://127.0.0.1:{port}", token, root, log_path)
+        server = cls(process, f"http://127.0.0.1:{port}", token, log_path)
         try:
             server.wait_until_ready()
         except BaseException:
@@ -338,7 +336,7 @@ class LabPage:
                 for out in cell["outputs"] if out["output_type"] == "error"]
 
     def diagnostics(self) -> str:
-        """Page errors and the server log's tail (kernel-side callback errors land there)."""
+        """Page errors and the tail of the server's log, for failure messages."""
         errors = "\n".join(self.page_errors) or "(none)"
         return f"page errors:\n{errors}\njupyter lab log (tail):\n{self.server.log_tail()}"
 
@@ -358,6 +356,7 @@ class LabPage:
         return found
 
     def c_sliders(self):
+        """Every Lipschitz-coefficient slider on the page."""
         return self.page.locator(f".{C_SLIDER_CLASS}")
 
     def slider_panels(self) -> list:
