@@ -40,8 +40,7 @@ SIZES: dict[str, Size] = {
     # --- package-wide -----------------------------------------------------------------
     "bench.repeats": Size(3, 10, "timing repeats in iresnet_mini.bench"),
     # --- notebooks 01-04 (toy problems) -------------------------------------------------
-    "nb01.train_steps": Size(300, 1500, "full-batch Adam steps per toy ResNet / i-ResNet in notebook 01"),
-    "nb01.widget_steps": Size(150, 600, "training steps per setting the notebook-01 widget trains (cached)"),
+    "nb01.train_steps": Size(300, 1000, "full-batch Adam steps per toy ResNet / i-ResNet (and widget setting)"),
     "nb01.n_train": Size(256, 1024, "training inputs of the notebook-01 toy tasks"),
     "nb01.grid": Size(41, 81, "grid points per axis for crossings and fold maps in notebook 01"),
     "nb02.power_iters": Size(30, 100, "power-iteration steps traced in notebook 02"),
