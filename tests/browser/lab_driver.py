@@ -61,9 +61,10 @@ LAB_OPTIONS = ["--no-browser", "--ip=127.0.0.1", "--LabApp.news_url=None",
                "--LabApp.expose_app_in_browser=True",       # window.jupyterapp, for model checks
                "--LanguageServerManager.autodetect=False"]
 
-# What JupyterLab's widget manager shows in an output instead of a widget view.
-WIDGET_PLACEHOLDERS = ("Loading widget...", "Error displaying widget")  # e.g. "...: model not found"
-WIDGET_ERROR_VIEW_CLASS = "jupyter-widgets-error-widget"                # a view that failed to render
+# What JupyterLab's widget manager shows in an output instead of a widget view: a placeholder
+# text ("Error displaying widget: model not found", ...) or an error view (failed to render).
+WIDGET_PLACEHOLDERS = ("Loading widget...", "Error displaying widget")
+WIDGET_ERROR_VIEW_CLASS = "jupyter-widgets-error-widget"
 
 
 def missing_prerequisites() -> list[str]:
@@ -127,7 +128,8 @@ def server_env(repo_root: Path, scratch: Path) -> dict[str, str]:
     env.pop("MPLBACKEND", None)
     env["IRESNET_MINI_MODE"] = "quick"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo_root), env.get("PYTHONPATH")]))
-    for var, sub in (("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
+    for var, sub in (("JUPYTERLAB_SETTINGS_DIR", "settings"),
+                     ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
                      ("JUPYTER_RUNTIME_DIR", "runtime")):
         env[var] = str(scratch / sub)
     return env
@@ -208,7 +210,8 @@ class LabServer:
             try:
                 self.api("POST", "/api/shutdown")
                 self.process.wait(timeout=20)
-            except (urllib.error.URLError, ConnectionError, TimeoutError, subprocess.TimeoutExpired):
+            except (urllib.error.URLError, ConnectionError, TimeoutError,
+                    subprocess.TimeoutExpired):
                 self.process.terminate()
                 try:
                     self.process.wait(timeout=10)
@@ -253,7 +256,8 @@ _JS_RECORD_KERNEL_ACTIVITY = f"""(path) => {{
     context.iopubMessage.connect((_, msg) => {{
         if (!msg.parent_header || msg.parent_header.msg_type !== 'comm_msg') return;
         const type = msg.header.msg_type, content = msg.content;
-        if (type === 'error') window.__callbackErrors.push(`${{content.ename}}: ${{content.evalue}}`);
+        if (type === 'error')
+            window.__callbackErrors.push(`${{content.ename}}: ${{content.evalue}}`);
         if (type === 'stream' && content.name === 'stderr' && content.text.includes('Traceback'))
             window.__callbackErrors.push(content.text);
     }});
@@ -323,7 +327,7 @@ class LabPage:
         self.page.evaluate(_JS_RECORD_KERNEL_ACTIVITY, self.notebook)
 
     def run_all_cells(self) -> None:
-        """Run > Run All Cells, then wait until the cells ran (or one failed) and the kernel is idle."""
+        """Run > Run All Cells; wait until the cells ran (or one failed) and the kernel is idle."""
         self.page.get_by_role("menuitem", name="Run", exact=True).click()
         self.page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         self.page.wait_for_function(_JS_RUN_ALL_DONE, arg=self.notebook,
@@ -392,7 +396,8 @@ class LabPage:
         panel.screenshot(path=before_png)
 
         errors_start = self.page.evaluate("() => window.__callbackErrors.length")
-        low, now, high = (float(handle.get_attribute(f"aria-value{end}")) for end in ("min", "now", "max"))
+        low, now, high = (float(handle.get_attribute(f"aria-value{end}"))
+                          for end in ("min", "now", "max"))
         key = "PageDown" if now - low >= high - now else "PageUp"
         handle.focus()
         for _ in range(SLIDER_KEY_PRESSES):

@@ -26,7 +26,8 @@ def run_notebook(open_notebook, notebook: str):
     errors = lab.cell_errors()
     assert not errors, f"{notebook} raised in its cells:\n" + "\n".join(errors)
     placeholders = lab.widget_placeholders()
-    assert not placeholders, f"{notebook}: widgets did not render: {placeholders}\n{lab.diagnostics()}"
+    assert not placeholders, (
+        f"{notebook}: widgets did not render: {placeholders}\n{lab.diagnostics()}")
     sliders = lab.c_sliders()
     assert sliders.count() > 0, f"{notebook}: no element with the c slider's CSS class is shown"
     for i in range(sliders.count()):
@@ -42,12 +43,13 @@ def test_moving_the_c_slider_redraws_figure_and_readout(open_notebook, artifacts
     for i, panel in enumerate(panels):
         effect = lab.move_c_slider(panel, artifacts, f"{Path(notebook).stem}-c{i}")
         where = f"{notebook}, c slider panel #{i} (screenshots {effect.screenshots[0].name}, ...)"
-        assert effect.value[0] != effect.value[1], f"{where}: the slider did not move: {effect.value}"
+        moved = f"after c {effect.value[0]} -> {effect.value[1]}"
+        assert effect.value[0] != effect.value[1], f"{where}: the slider did not move"
         assert not effect.callback_errors, (
-            f"{where}: the callback raised after c {effect.value}:\n" + "\n".join(effect.callback_errors))
-        assert effect.image_changed, f"{where}: figure unchanged after c {effect.value}\n{lab.diagnostics()}"
+            f"{where}: the callback raised {moved}:\n" + "\n".join(effect.callback_errors))
+        assert effect.image_changed, f"{where}: figure unchanged {moved}\n{lab.diagnostics()}"
         assert effect.readout[0] != effect.readout[1], (
-            f"{where}: readout stayed {effect.readout[0]!r} after c {effect.value}\n{lab.diagnostics()}")
+            f"{where}: readout stayed {effect.readout[0]!r} {moved}\n{lab.diagnostics()}")
 
 
 def test_harness_notices_a_figure_that_ignores_the_slider(open_notebook, artifacts):
