@@ -1,7 +1,7 @@
 """Train the shipped checkpoints from their recipes and (re)write their manifest entries.
 
     python scripts/make_pretrained.py mnist-c0.9 mnist-vanilla      # the recipes in RECIPES
-    python scripts/make_pretrained.py mnist-c0.9 --time-budget 10    # same recipe, 10 minutes
+    python scripts/make_pretrained.py mnist-c0.9 --time-budget 10 --epochs 0   # 10 minutes instead
     python scripts/make_pretrained.py --list
 
 For each name: run ``python -m iresnet_mini.train`` with the recipe into a temporary run
@@ -88,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", metavar="NAME", help=f"among: {', '.join(pretrained.RECIPES)}")
     p.add_argument("--list", action="store_true", help="print the recipes and exit")
-    p.add_argument("--time-budget", type=float, metavar="MINUTES", help="replace the recipe's training minutes")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES", help="train for this many minutes")
+    p.add_argument("--epochs", type=int, help="replace the recipe's epochs (0: none, train for --time-budget)")
+    p.add_argument("--train-subset", type=int, metavar="N", help="replace the recipe's training images (0: all)")
     p.add_argument("--preset", help="replace the recipe's preset (e.g. tiny for a smoke test)")
+    p.add_argument("--threads", type=int, help="CPU threads (1 is fastest on a busy machine)")
     p.add_argument("--directory", type=Path, default=pretrained.PRETRAINED_DIR,
                    help="where the checkpoints and manifest.json go (default: data/pretrained)")
     args = p.parse_args(argv)
@@ -100,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.names if n not in pretrained.RECIPES]
     if unknown:
         p.error(f"unknown names {', '.join(unknown)}; known are {', '.join(pretrained.RECIPES)}")
-    overrides = {k: v for k, v in (("time_budget", args.time_budget), ("preset", args.preset)) if v is not None}
+    overrides = {k: v for k, v in (("time_budget", args.time_budget), ("preset", args.preset),
+                                   ("threads", args.threads), ("epochs", args.epochs),
+                                   ("train_subset", args.train_subset)) if v is not None}
+    overrides.update({k: None for k in ("epochs", "train_subset") if overrides.get(k) == 0})
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     for name in args.names:
         entry = make(name, dataclasses.replace(pretrained.RECIPES[name], **overrides), args.directory)
         m = entry["metrics"]
