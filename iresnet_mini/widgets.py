@@ -30,6 +30,28 @@ def c_slider(value: float = 0.9, min: float = 0.1, max: float = 0.99, step: floa
     return slider
 
 
+def c_choice(options, value=None, description: str = "Lipschitz c") -> widgets.SelectionSlider:
+    """The coefficient c among trained models: ``options`` are labels or (label, value) pairs, no None values.
+
+    E.g. ``c_choice([("0.5", "c=0.5"), ("0.9", "c=0.9"), ("vanilla", "vanilla")])``; starts at ``value``
+    (default: the last option).
+    """
+    options = list(options)
+    if not options:
+        raise ValueError("c_choice needs at least one option (the trained models' coefficients)")
+    values = [o[1] if isinstance(o, tuple) else o for o in options]
+    if None in values:
+        raise ValueError("c_choice values cannot be None (a selection widget reads None as 'nothing "
+                         "selected'): use a label such as 'vanilla'")
+    if value is not None and value not in values:
+        raise ValueError(f"value {value!r} is not among the options {values}")
+    slider = widgets.SelectionSlider(options=options, value=values[-1] if value is None else value,
+                                     description=description, continuous_update=False,
+                                     style={"description_width": "initial"}, layout=widgets.Layout(width="420px"))
+    slider.add_class(C_SLIDER_CLASS)
+    return slider
+
+
 def int_slider(value: int, min: int, max: int, step: int = 1, description: str = "") -> widgets.IntSlider:
     """An integer control (depth, iterations, terms...) that updates on release."""
     return widgets.IntSlider(value=value, min=min, max=max, step=step, description=description,
