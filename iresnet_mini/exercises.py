@@ -62,3 +62,61 @@ def check_terms_needed(answer, lipschitz: float = 0.5, dim: int = 10, tol: float
     return verdict(ok, f"{n} terms guarantee an error <= {tol} for L = {lipschitz}, d = {dim}.",
                    "evaluate the bound for n = 1, 2, 3, ... and stop at the first n where it is <= tol; "
                    "the answer is a whole number.")
+
+
+# --- notebooks 05-06: image classifiers ------------------------------------------------------
+__all__ += ["check_branch_bound", "check_block_inverse", "check_feature_size", "check_confusion"]
+
+
+def check_branch_bound(lip_g, lip_inverse, coeff: float = 0.9, n_layers: int = 3) -> bool:
+    """Ex. 05.1: a branch of n_layers layers of norm <= c has Lip(g) <= c^n; one block's Lip(F^-1) <= 1/(1 - that)."""
+    target_g = coeff ** n_layers
+    target_inverse = 1 / (1 - target_g)
+    ok = close_to(lip_g, target_g, rtol=1e-3) and close_to(lip_inverse, target_inverse, rtol=1e-3)
+    return verdict(ok, f"Lip(g) <= {coeff:g}^{n_layers} = {target_g:.3f}, well below c = {coeff:g}, so one block's "
+                       f"inverse is at most {target_inverse:.2f}-Lipschitz.",
+                   "the Lipschitz constant of a composition is at most the product of its parts' (ELU is "
+                   "1-Lipschitz); then use Lip(F^-1) <= 1 / (1 - Lip(g)).")
+
+
+def check_block_inverse(block, y, x, atol: float = 1e-4) -> bool:
+    """Ex. 05.2: x inverts the residual block, i.e. block(x) = x + g(x) equals y to atol."""
+    import torch
+
+    if not isinstance(x, torch.Tensor) or x.shape != y.shape:
+        return verdict(False, "", f"x must be a tensor of the same shape as y, {tuple(y.shape)}.")
+    with torch.no_grad():
+        residual = float((block(x) - y).abs().max())
+    ok = math.isfinite(residual) and residual <= atol
+    return verdict(ok, f"F(x) matches y to {residual:.1e}: Alg. 1 inverted a block of a trained network.",
+                   f"max |F(x) - y| = {residual:.2e}; iterate x <- y - g(x) starting from x = y, with g = "
+                   "block.branch, until the update stops changing x (a few dozen steps).")
+
+
+def check_feature_size(n_features, n_zeros, preset: str = "paper", in_shape=(3, 32, 32)) -> bool:
+    """Ex. 06.1: numbers in one image's features, and how many of them are injective zero padding."""
+    from .models import IResNetClassifier, classifier_config
+
+    config = classifier_config(preset, in_shape)
+    features = math.prod(IResNetClassifier(config).feature_shape)
+    zeros = features - math.prod(in_shape)
+    ok = n_features == features and n_zeros == zeros
+    return verdict(ok, f"{features} numbers, {zeros} of them padding: squeezes only reshape, so the features "
+                       f"have exactly as many numbers as the padded input.",
+                   f"pad the {in_shape[0]} input channels to {config.channels}; a squeeze turns (C, H, W) into "
+                   "(4C, H/2, W/2) and keeps C*H*W.")
+
+
+def check_confusion(true_class, predicted_class, predictions, labels, classes) -> bool:
+    """Ex. 06.2: the most frequent confusion (true class, predicted class) among the predictions."""
+    import torch
+
+    n = len(classes)
+    counts = torch.bincount(labels.cpu() * n + predictions.cpu(), minlength=n * n).view(n, n)
+    counts.fill_diagonal_(0)
+    top = int(counts.max())
+    pairs = {(classes[i], classes[j]) for i, j in (counts == top).nonzero().tolist()}
+    ok = (true_class, predicted_class) in pairs
+    return verdict(ok, f"{true_class!r} taken for {predicted_class!r} {top} times, the most frequent mistake.",
+                   "count, for every pair (true label i, prediction j) with i != j, how often it occurs "
+                   "(a confusion matrix), and take the largest; answer with class names.")
