@@ -58,6 +58,18 @@ SIZES: dict[str, Size] = {
     "nb03.cost_repeats": Size(5, 10, "timing repeats (fastest kept) of the gradient cost"),
     "nb03.widget_draws": Size(1000, 4000, "estimates drawn per redraw of the log-det widget"),
     # --- notebooks 05-08 (images) -------------------------------------------------------
+    "nb05.train_all": Size(False, True, "train every Table 2 classifier (full) or load the shipped checkpoints (quick)"),
+    "nb05.recipe": Size({"preset": "tiny", "epochs": 4, "train_subset": 2048},
+                        {"epochs": 15, "train_subset": None, "batch_size": 128},
+                        "changes to the shipped MNIST recipes for runs trained in the notebook"),
+    "nb05.test_images": Size(500, 10_000, "MNIST test images each classifier is re-evaluated on"),
+    "nb05.norm_iterations": Size(30, 500, "power-iteration steps for an unconstrained layer's norm"),
+    "nb06.train_all": Size(False, True, "train the CIFAR-10 classifiers (full, GPU) or load the shipped ones (quick)"),
+    "nb06.recipe": Size({"preset": "tiny", "epochs": 4, "train_subset": 2048},
+                        {"preset": "paper", "epochs": 200, "train_subset": None, "batch_size": None},
+                        "changes to the shipped CIFAR-10 recipes for runs trained in the notebook (full: the paper's)"),
+    "nb06.test_images": Size(500, 10_000, "CIFAR-10 test images each classifier is re-evaluated on"),
+    "nb06.norm_iterations": Size(30, 500, "power-iteration steps for an unconstrained layer's norm"),
 }
 
 
