@@ -120,3 +120,69 @@ def check_confusion(true_class, predicted_class, predictions, labels, classes) -
     return verdict(ok, f"{true_class!r} taken for {predicted_class!r} {top} times, the most frequent mistake.",
                    "count, for every pair (true label i, prediction j) with i != j, how often it occurs "
                    "(a confusion matrix), and take the largest; answer with class names.")
+
+
+# --- notebooks 01-02: ResNets as dynamics; making a ResNet invertible ------------------------
+import torch  # noqa: E402
+
+from .dynamics import count_crossings  # noqa: E402
+from .invertibility import banach_iterations  # noqa: E402
+from .lipschitz import operator_norm, reshaped_kernel_norm  # noqa: E402
+
+__all__ += ["check_min_slope", "check_crossing_counter", "check_banach_iterations", "check_bi_lipschitz_bounds",
+            "check_conv_normalised"]
+
+
+def check_min_slope(answer, lipschitz: float = 0.5, depth: int = 8) -> bool:
+    """Ex. 01.1: the smallest slope F'(x) a depth-T stack of 1D blocks with Lip(g_t) <= L can have."""
+    target = (1 - lipschitz) ** depth
+    return verdict(close_to(answer, target, rtol=1e-3),
+                   f"each block has F'(x) = 1 + g'(x) >= 1 - {lipschitz}, and the chain rule multiplies "
+                   f"{depth} such factors: the map can flatten to {target:.3g} but never turn around.",
+                   "in 1D, F'(x) = 1 + g'(x) and |g'(x)| <= Lip(g); the slope of a stack is the product "
+                   "of the blocks' slopes (chain rule).")
+
+
+def check_crossing_counter(count_flips) -> bool:
+    """Ex. 01.2: a function (before, after) -> number of pairs whose order flips, on hidden test cases."""
+    g = torch.Generator().manual_seed(0)
+    cases = [(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([2.0, 1.0, 0.0])),
+             (torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0.0, 5.0, 9.0])),
+             (torch.tensor([-1.0, 0.0, 1.0, 2.0]), torch.tensor([1.0, 0.0, 1.5, 2.0]))]
+    cases += [(torch.randn(12, generator=g), torch.randn(12, generator=g)) for _ in range(5)]
+    try:
+        ok = all(int(count_flips(a, b)) == count_crossings(torch.stack([a, b])) for a, b in cases)
+    except Exception as error:  # the learner's code: report, do not crash the notebook
+        return verdict(False, "", f"your function raised {type(error).__name__}: {error}")
+    return verdict(ok, "your count agrees with dynamics.count_crossings on all test cases.",
+                   "a pair (i, j) flips when (a_i - a_j) and (b_i - b_j) have opposite signs; count each "
+                   "unordered pair once.")
+
+
+def check_banach_iterations(answer, lipschitz: float = 0.9, tol: float = 1e-6, first_step: float = 1.0) -> bool:
+    """Ex. 02.1: the fewest fixed-point iterations for which Banach's bound guarantees ||x - x_k|| <= tol."""
+    target = banach_iterations(lipschitz, tol, first_step)
+    ok = isinstance(answer, (int, float)) and not isinstance(answer, bool) and answer == target
+    return verdict(ok, f"{target} iterations: L^k / (1 - L) * {first_step:g} <= {tol:g} first holds at k = {target}.",
+                   "solve L^k / (1 - L) * ||x_1 - x_0|| <= tol for k (take logarithms; log L < 0 flips the "
+                   "inequality) and round up to a whole number.")
+
+
+def check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz: float = 0.75) -> bool:
+    """Ex. 02.2: the bounds on Lip(F) and Lip(F^-1) for F = id + g with Lip(g) = L."""
+    ok = close_to(lip_F, 1 + lipschitz, rtol=1e-6) and close_to(lip_F_inv, 1 / (1 - lipschitz), rtol=1e-6)
+    return verdict(ok, f"Lip(F) <= {1 + lipschitz:g} and Lip(F^-1) <= {1 / (1 - lipschitz):g}.",
+                   "for Lip(F) use the triangle inequality on x + g(x) - y - g(y); for the inverse, "
+                   "||F(x) - F(y)|| >= ||x - y|| - ||g(x) - g(y)||.")
+
+
+def check_conv_normalised(layer, input_shape=(4, 16, 16), target: float = 0.9) -> bool:
+    """Ex. 02.3: a conv whose true operator norm on inputs of ``input_shape`` is ``target``."""
+    try:
+        norm = operator_norm(layer, input_shape)
+    except Exception as error:
+        return verdict(False, "", f"operator_norm could not evaluate your layer: {type(error).__name__}: {error}")
+    ok = close_to(norm, target, rtol=1e-2)
+    return verdict(ok, f"its operator norm is {norm:.4f}; its reshaped-kernel norm is {reshaped_kernel_norm(layer):.4f}.",
+                   f"its operator norm on {tuple(input_shape)} inputs is {norm:.4f}, not {target}: divide the weight "
+                   "by (operator norm / target), measuring the operator norm, not the reshaped kernel.")

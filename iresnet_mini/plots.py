@@ -405,3 +405,312 @@ def draw_classifier(choice, results: dict, n: int = 6):
                "largest layer norm": max(row["norm"] for row in result["norms"]),
                "largest Lip(g) bound": max(result["branch_bounds"])}
     return fig, numbers
+
+
+# --- notebooks 01-02: ResNets as dynamics; making a ResNet invertible -----------------------
+from . import dynamics, invertibility, lipschitz  # noqa: E402
+from .config import size  # noqa: E402
+
+__all__ += ["model_label", "plot_trajectories_1d", "plot_map_1d", "plot_deformed_grid", "plot_grid_through_depth",
+            "plot_orientation_map", "plot_dynamics", "plot_layer_folds", "draw_dynamics", "plot_cobweb",
+            "plot_power_iteration", "plot_conv_norms", "plot_inverse_convergence", "plot_bi_lipschitz",
+            "draw_inverse_demo"]
+
+
+def model_label(coeff: float | None) -> str:
+    """'ResNet' for an unconstrained stack, 'i-ResNet (c = ...)' for Lip(g) <= c."""
+    return "ResNet" if coeff is None else f"i-ResNet (c = {coeff:.2f})"
+
+
+def _model_color(coeff: float | None) -> str:
+    return COLORS["resnet"] if coeff is None else COLORS["iresnet"]
+
+
+def _input_colors(values: np.ndarray):
+    """Colours by input value (blue = left/low, red = right/high), the same in every dynamics panel."""
+    norm = mpl.colors.Normalize(values.min(), values.max())
+    return plt.get_cmap("coolwarm")(norm(values))
+
+
+def plot_trajectories_1d(ax, states: torch.Tensor, title: str, n_lines: int = 25):
+    """1D states (T + 1, n, 1) against the layer, one line per input coloured by its start (Fig. 1)."""
+    s = states[..., 0].numpy()
+    keep = np.unique(np.linspace(0, s.shape[1] - 1, min(n_lines, s.shape[1])).round().astype(int))
+    colors = _input_colors(s[0])
+    for i in keep:
+        ax.plot(np.arange(s.shape[0]), s[:, i], color=colors[i], lw=1.3, alpha=0.9)
+    ax.set(title=title, xlabel="layer t", ylabel="state $x_t$")
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+
+
+def _shade_spans(ax, x: np.ndarray, mask: np.ndarray, label: str):
+    """Shade the x-ranges (x sorted) where ``mask`` holds."""
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(int), 0]))
+    half = (x[1] - x[0]) / 2
+    for k, (a, b) in enumerate(zip(edges[::2], edges[1::2])):
+        ax.axvspan(x[a] - half, x[b - 1] + half, color=COLORS["resnet"], alpha=0.12, lw=0,
+                   label=label if k == 0 else None)
+
+
+def plot_map_1d(ax, stack, task: str, n_grid: int, coeff: float | None):
+    """The learned map x -> F(x) against the target; shaded where F'(x) <= 0 (the map folds back)."""
+    x = dynamics.grid_inputs(1, n_grid)
+    y = dynamics.trajectory(stack, x)[-1]
+    xs = x[:, 0].numpy()
+    _shade_spans(ax, xs, (dynamics.network_det(stack, x) <= 0).numpy(), "$F'(x) \\leq 0$")
+    ax.plot(xs, dynamics.task_target(task, x)[:, 0].numpy(), "--", color=COLORS["bound"], lw=1.5, label="target")
+    ax.plot(xs, y[:, 0].numpy(), color=_model_color(coeff), lw=2, label=model_label(coeff))
+    ax.set(title="the whole map $x_0 \\to x_T$", xlabel="input $x_0$", ylabel="output $x_T$")
+    ax.legend(fontsize="small", loc="best")
+
+
+def plot_deformed_grid(ax, stack, coeff: float | None, layer: int | None = None, n_lines: int = 11):
+    """2D: the image of a grid after ``layer`` blocks (default: all); vertical lines coloured by their x1."""
+    layer = len(stack) if layer is None else layer
+    ticks = torch.linspace(-dynamics.LIMIT, dynamics.LIMIT, n_lines, dtype=dynamics.DTYPE)
+    fine = torch.linspace(-dynamics.LIMIT, dynamics.LIMIT, 120, dtype=dynamics.DTYPE)
+    line_colors = _input_colors(ticks.numpy())
+    for i, t in enumerate(ticks):
+        vertical = torch.stack([torch.full_like(fine, t), fine], 1)  # x1 = t
+        horizontal = torch.stack([fine, torch.full_like(fine, t)], 1)
+        for pts, color, lw, z in ((horizontal, "0.7", 0.8, 1), (vertical, line_colors[i], 1.4, 2)):
+            out = dynamics.trajectory(stack, pts)[layer].numpy()
+            ax.plot(out[:, 0], out[:, 1], color=color, lw=lw, zorder=z)
+    ax.set(title=f"{model_label(coeff)}: grid after layer {layer}", xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+    ax.grid(False)
+
+
+def plot_grid_through_depth(stacks: dict, layers=None):
+    """2D: the grid after each of ``layers`` (default 0..T) blocks, one row per model ({coeff: stack})."""
+    depth = max(len(stack) for stack in stacks.values())
+    layers = list(range(depth + 1)) if layers is None else list(layers)
+    fig, axes = subplots(len(stacks), len(layers), width=2.1, height=2.4, squeeze=False)
+    for row, (coeff, stack) in zip(axes, stacks.items()):
+        for ax, layer in zip(row, layers):
+            plot_deformed_grid(ax, stack, coeff, layer)
+            ax.set_title(f"layer {layer}", fontsize="small")
+            ax.set(xlabel="", ylabel="")
+            ax.tick_params(labelsize="x-small")
+        row[0].set_ylabel(model_label(coeff), fontsize="small")
+    fig.suptitle("the grid through depth (vertical lines coloured by their input $x_1$)",
+                 fontsize="medium", fontweight="bold")
+    return fig
+
+
+def _grid_image(ax, values: np.ndarray, n_grid: int, norm, cmap: str = "RdBu"):
+    """Show values on the input grid [-2, 2]^2 with a zero contour (where the sign changes)."""
+    extent = (-dynamics.LIMIT, dynamics.LIMIT, -dynamics.LIMIT, dynamics.LIMIT)
+    image = ax.imshow(values, origin="lower", extent=extent, cmap=cmap, norm=norm, interpolation="nearest")
+    if (values <= 0).any() and (values > 0).any():
+        ticks = np.linspace(-dynamics.LIMIT, dynamics.LIMIT, n_grid)
+        ax.contour(ticks, ticks, values, levels=[0.0], colors="k", linewidths=1)
+    ax.grid(False)
+    return image
+
+
+def plot_orientation_map(ax, stack, n_grid: int):
+    """2D: det J_F(x) of the whole stack on the input grid (red: <= 0, F reverses orientation or folds)."""
+    x = dynamics.grid_inputs(2, n_grid)
+    det = dynamics.network_det(stack, x).reshape(n_grid, n_grid).numpy()
+    lim = max(float(np.abs(det).max()), 1.0)
+    image = _grid_image(ax, det, n_grid, mpl.colors.SymLogNorm(linthresh=1e-2, vmin=-lim, vmax=lim))
+    ax.figure.colorbar(image, ax=ax, shrink=0.85, label="det $J_F(x)$ (symlog)")
+    ax.set(title=f"det $J_F \\leq 0$ on {100 * float((det <= 0).mean()):.0f}% of inputs",
+           xlabel="input $x_1$", ylabel="input $x_2$")
+
+
+def plot_dynamics(stacks: dict, task: str, n_grid: int):
+    """One row per model ({coeff: stack}): 1D trajectories and map, or 2D grid and orientation map (Fig. 1)."""
+    dim = dynamics.task_dim(task)
+    fig, axes = subplots(len(stacks), 2, width=4.6, height=3.9, squeeze=False)
+    for row, (coeff, stack) in zip(axes, stacks.items()):
+        if dim == 1:
+            states = dynamics.trajectory(stack, dynamics.grid_inputs(1, n_grid))
+            title = f"{model_label(coeff)}: {dynamics.count_crossings(states)} crossings"
+            plot_trajectories_1d(row[0], states, title)
+            plot_map_1d(row[1], stack, task, n_grid, coeff)
+        else:
+            plot_deformed_grid(row[0], stack, coeff)
+            plot_orientation_map(row[1], stack, n_grid)
+    return fig
+
+
+def plot_layer_folds(stacks: dict, n_grid: int):
+    """2D: where each layer folds, det(I + J_{g_t}(x_t)) <= 0 (red), over the inputs; one row per model."""
+    depth = max(len(stack) for stack in stacks.values())
+    fig, axes = subplots(len(stacks), depth, width=2.1, height=2.3, squeeze=False, sharex=True, sharey=True)
+    x = dynamics.grid_inputs(2, n_grid)
+    cmap = mpl.colors.ListedColormap([COLORS["resnet"], "#dbe9f1"])
+    norm = mpl.colors.BoundaryNorm([-np.inf, 0.0, np.inf], 2)
+    for row, (coeff, stack) in zip(axes, stacks.items()):
+        dets = dynamics.layer_dets(stack, x).reshape(len(stack), n_grid, n_grid).numpy()
+        for t, ax in enumerate(row):
+            if t >= len(stack):
+                ax.set_visible(False)
+                continue
+            _grid_image(ax, dets[t], n_grid, norm, cmap)
+            ax.set_title(f"layer {t + 1}: {100 * float((dets[t] <= 0).mean()):.0f}% fold", fontsize="small")
+        row[0].set_ylabel(f"{model_label(coeff)}\ninput $x_2$", fontsize="small")
+    for ax in axes[-1]:
+        ax.set_xlabel("input $x_1$", fontsize="small")
+    fig.suptitle("where each layer folds: det$(I + J_{g_t}) \\leq 0$ (red) at the point's state $x_{t-1}$",
+                 fontsize="medium", fontweight="bold")
+    return fig
+
+
+def draw_dynamics(c: float, unconstrained: bool, depth: int = 6, task: str = "abs",
+                  steps: int | None = None, n_grid: int | None = None):
+    """Widget panel (notebook 01): train (cached) a ResNet or an i-ResNet with Lip(g_t) <= c; draw and measure it.
+
+    Returns (figure, numbers) with the crossings (1D), fold fraction, smallest layer det and fit.
+    """
+    coeff = None if unconstrained else round(float(c), 2)
+    steps = size("nb01.train_steps") if steps is None else steps
+    n_grid = size("nb01.grid") if n_grid is None else n_grid
+    stack, _ = dynamics.trained_stack(task, depth, coeff, steps, n_train=size("nb01.n_train"))
+    fig = plot_dynamics({coeff: stack}, task, n_grid)
+    numbers = {"model": model_label(coeff), **dynamics.measure(stack, task, n_grid)}
+    dim = dynamics.task_dim(task)
+    numbers["max Lip(g_t)"] = max(invertibility.lipschitz_upper_bound(b.branch, (dim,)) for b in stack)
+    return fig, numbers
+
+
+def plot_cobweb(ax, branch, y: float, n_iter: int, title: str, limits=(-3.0, 3.0)):
+    """Alg. 1 in 1D: the iterates x_{k+1} = T(x_k) = y - g(x_k) as a cobweb on the graph of T."""
+    z = torch.linspace(*limits, 400, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        t = (y - branch(z))[:, 0].numpy()
+    y_tensor = torch.full((1, 1), float(y), dtype=torch.float64)
+    path = [float(y)] + [float(v) for v in invertibility.inverse_iterates(branch, y_tensor, n_iter)]
+    zs = z[:, 0].numpy()
+    ax.plot(zs, t, color=COLORS["iresnet"], lw=2, label="$T(x) = y - g(x)$")
+    ax.plot(zs, zs, color=COLORS["bound"], lw=1, ls="--", label="$x$ (fixed points on it)")
+    px, py = [path[0]], [path[0]]
+    for a, b in zip(path[:-1], path[1:]):
+        px += [a, b]
+        py += [b, b]
+    ax.plot(px, py, color=COLORS["model"], lw=1.2, label="iterates $x_0 = y, x_1, \\ldots$")
+    ax.plot(path[0], path[0], "o", color=COLORS["model"], ms=5)
+    ax.set(title=title, xlabel="$x$", ylabel="$T(x)$", xlim=limits, ylim=limits, aspect="equal")
+    ax.legend(fontsize="small", loc="lower left")
+    return path
+
+
+def plot_power_iteration(traces: dict):
+    """sigma_hat per power-iteration step against the true norm (left) and its relative error (right)."""
+    fig, axes = subplots(1, 2, width=4.6, height=3.6)
+    palette = sns.color_palette("colorblind", len(traces))
+    for color, (name, (estimates, true)) in zip(palette, traces.items()):
+        k = np.arange(len(estimates))
+        axes[0].plot(k, estimates, "-o", ms=2.5, color=color, label=f"{name}: $\\hat\\sigma_k$")
+        axes[0].axhline(true, color=color, ls="--", lw=1, label=f"{name}: true $\\|W\\|_2$")
+        rel = np.maximum(1 - np.asarray(estimates) / true, 1e-16)
+        axes[1].semilogy(k, rel, "-o", ms=2.5, color=color, label=name)
+    axes[0].set(title="power-iteration estimate", xlabel="power-iteration steps k", ylabel="$\\hat\\sigma_k$")
+    axes[1].set(title="it approaches from below", xlabel="power-iteration steps k",
+                ylabel="$1 - \\hat\\sigma_k / \\|W\\|_2$")
+    axes[0].legend(fontsize="small")
+    axes[1].legend(fontsize="small")
+    return fig
+
+
+def plot_conv_norms(rows: list):
+    """A 3x3 conv: its operator norm per input size against the reshaped-kernel norm (rows of dicts)."""
+    fig, ax = subplots(1, 1, width=5.2, height=3.6)
+    sizes = [r["size"] for r in rows]
+    ax.plot(sizes, [r["operator"] for r in rows], "-o", color=COLORS["iresnet"], label="operator norm (true)")
+    ax.axhline(rows[0]["reshaped"], color=COLORS["resnet"], ls="--",
+               label="reshaped-kernel norm (torch spectral_norm)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [f"{s}x{s}" for s in sizes])
+    ax.set(title="3x3 conv: the norm depends on the input size", xlabel="input height x width",
+           ylabel="$\\|W\\|_2$")
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_inverse_convergence(results: dict):
+    """Reconstruction error per iteration (log scale), {L: {method: errors}}: colour = L, line style = method.
+
+    A method named "Banach bound" is drawn dotted; the others solid, dashed, ... in their order.
+    """
+    fig, ax = subplots(1, 1, width=6.4, height=4.2)
+    palette = dict(zip(results, sns.color_palette("crest", len(results))))
+    styles = {}
+    for L, curves in results.items():
+        for method, errors in curves.items():
+            style = ":" if method == "Banach bound" else styles.setdefault(method, ["-", "--", "-."][len(styles) % 3])
+            k = np.arange(1, len(errors) + 1)
+            ax.semilogy(k, np.maximum(errors, 1e-17), ls=style, color=palette[L], lw=1.8)
+    colour_handles = [mpl.lines.Line2D([], [], color=palette[L], lw=2, label=f"Lip(g) = {L:g}") for L in results]
+    style_handles = [mpl.lines.Line2D([], [], color="0.3", ls=st, label=m) for m, st in styles.items()]
+    style_handles.append(mpl.lines.Line2D([], [], color="0.3", ls=":", label="Banach bound"))
+    ax.legend(handles=colour_handles + style_handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set(title="inverting $y = x + g(x)$", xlabel="iteration k", ylabel="$\\max_i \\|x_k - x_i\\|$")
+    ax.set_ylim(1e-16, None)
+    return fig
+
+
+def plot_bi_lipschitz(rows: list):
+    """Measured Lip(F), Lip(F^-1) (markers) against 1 + L and 1 / (1 - L) (lines); rows of dicts."""
+    fig, axes = subplots(1, 2, width=4.4, height=3.6)
+    grid = np.linspace(0.0, max(r["L"] for r in rows), 200)
+    axes[0].plot(grid, 1 + grid, color=COLORS["bound"], ls="--", label="bound $1 + L$")
+    axes[1].semilogy(grid, 1 / (1 - grid), color=COLORS["bound"], ls="--", label="bound $1/(1 - L)$")
+    for ax, key, title in ((axes[0], "lip_F", "Lip(F)"), (axes[1], "lip_F_inv", "Lip($F^{-1}$)")):
+        for kind, marker in (("g = -W^T elu(Wx)", "o"), ("g = +W^T elu(Wx)", "s")):
+            sel = [r for r in rows if r["kind"] == kind]
+            ax.plot([r["L"] for r in sel], [r[key] for r in sel], marker, ms=6, ls="none",
+                    color=COLORS["iresnet"] if marker == "o" else COLORS["model"], label=kind)
+        ax.set(title=f"measured {title}", xlabel="Lip(g) = L", ylabel=title)
+        ax.legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def draw_inverse_demo(c: float, power_iterations: int, fixed_point_iterations: int, dim: int = 8,
+                      n_points: int = 256, seed: int = 0):
+    """Widget panel (notebook 02): invert a block with Lip(g) meant to be c after a given power iteration.
+
+    c < 1: both layers of :func:`invertibility.tight_branch` are normalised to sqrt(c) after
+    ``power_iterations`` steps (too few: the true Lip(g) exceeds c). c >= 1: no normalisation,
+    weights scaled so Lip(g) = c. Left: reconstruction error per fixed-point iteration with the
+    Banach bound for L = c; right: the layers' true norms after normalisation. Returns (figure, numbers).
+    """
+    c = float(c)
+    x = 0.5 * torch.randn(n_points, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    if c < 1:
+        branch = invertibility.tight_branch(dim, c, n_power_iterations=power_iterations, seed=seed)
+        branch.train()
+        with torch.no_grad():
+            branch(x)  # the layers run their power iterations once, as in one training step
+        branch.eval()
+    else:
+        branch = invertibility.tight_branch(dim, c, spectral_norm=False, seed=seed)
+    true_lip = invertibility.lipschitz_upper_bound(branch, (dim,))
+    errors = invertibility.reconstruction_errors(branch, x, fixed_point_iterations)
+    with torch.no_grad():
+        first_step = float(branch(x + branch(x)).norm(dim=1).max())  # ||x_1 - x_0|| = ||g(y)||
+    layer_norms = [lipschitz.operator_norm(m, (dim,)) for m in branch if isinstance(m, torch.nn.Linear)]
+
+    fig, axes = subplots(1, 2, width=4.8, height=3.8)
+    k = np.arange(1, fixed_point_iterations + 1)
+    ax = axes[0]
+    ax.semilogy(k, np.clip(errors, 1e-17, 1e30), color=COLORS["iresnet"] if true_lip < 1 else COLORS["resnet"],
+                lw=2, label=f"fixed point, true Lip(g) = {true_lip:.2f}")
+    if c < 1:
+        ax.semilogy(k, invertibility.banach_bound(c, first_step, k), ":", color=COLORS["bound"],
+                    label=f"Banach bound if Lip(g) = {c:.2f}")
+    ax.set(title="reconstruction error", xlabel="fixed-point iteration k", ylabel="$\\max_i \\|x_k - x_i\\|$")
+    ax.legend(fontsize="small", loc="lower left" if errors[-1] < errors[0] else "upper left")
+    ax = axes[1]
+    names = ["layer 1 ($W$)", "layer 2 ($W^T$)"]
+    ax.bar(names, layer_norms, color=COLORS["iresnet"] if true_lip < 1 else COLORS["resnet"], width=0.5)
+    ax.axhline(np.sqrt(c), color=COLORS["bound"], ls="--", label=f"target $\\sqrt{{c}}$ = {np.sqrt(c):.2f}")
+    ax.set(title="true layer norms after normalisation", ylabel="$\\|W_i\\|_2$")
+    ax.legend(fontsize="small", loc="lower right")
+    rate = (errors[-1] / errors[0]) ** (1 / max(len(errors) - 1, 1)) if errors[0] > 0 else 0.0
+    numbers = {"target c": c, "true Lip(g)": true_lip,
+               "power iterations": power_iterations if c < 1 else "none (no normalisation)",
+               f"error after {fixed_point_iterations} iterations": errors[-1],
+               "observed rate per iteration": rate}
+    return fig, numbers
