@@ -184,5 +184,5 @@ def check_conv_normalised(layer, input_shape=(4, 16, 16), target: float = 0.9) -
         return verdict(False, "", f"operator_norm could not evaluate your layer: {type(error).__name__}: {error}")
     ok = close_to(norm, target, rtol=1e-2)
     return verdict(ok, f"its operator norm is {norm:.4f}; its reshaped-kernel norm is {reshaped_kernel_norm(layer):.4f}.",
-                   f"its operator norm on {tuple(input_shape)} inputs is {norm:.4f}, not {target}: divide the weight "
-                   "by (operator norm / target), measuring the operator norm, not the reshaped kernel.")
+                   f"its operator norm on {tuple(input_shape)} inputs is not {target} yet: measure the operator "
+                   "norm on those inputs (not the reshaped kernel's) and rescale the weight by target / norm.")

@@ -476,6 +476,8 @@ def plot_deformed_grid(ax, stack, coeff: float | None, layer: int | None = None,
         for pts, color, lw, z in ((horizontal, "0.7", 0.8, 1), (vertical, line_colors[i], 1.4, 2)):
             out = dynamics.trajectory(stack, pts)[layer].numpy()
             ax.plot(out[:, 0], out[:, 1], color=color, lw=lw, zorder=z)
+    box = dynamics.LIMIT * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]])
+    ax.plot(box[:, 0], box[:, 1], color=COLORS["bound"], lw=0.8, ls=":", zorder=0)  # the input square
     ax.set(title=f"{model_label(coeff)}: grid after layer {layer}", xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
     ax.grid(False)
 
@@ -592,7 +594,7 @@ def plot_cobweb(ax, branch, y: float, n_iter: int, title: str, limits=(-3.0, 3.0
     ax.plot(px, py, color=COLORS["model"], lw=1.2, label="iterates $x_0 = y, x_1, \\ldots$")
     ax.plot(path[0], path[0], "o", color=COLORS["model"], ms=5)
     ax.set(title=title, xlabel="$x$", ylabel="$T(x)$", xlim=limits, ylim=limits, aspect="equal")
-    ax.legend(fontsize="small", loc="lower left")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16))
     return path
 
 
@@ -623,6 +625,7 @@ def plot_conv_norms(rows: list):
                label="reshaped-kernel norm (torch spectral_norm)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [f"{s}x{s}" for s in sizes])
+    ax.set_ylim(0, 1.15 * max(r["operator"] for r in rows))
     ax.set(title="3x3 conv: the norm depends on the input size", xlabel="input height x width",
            ylabel="$\\|W\\|_2$")
     ax.legend(fontsize="small", loc="lower right")
@@ -652,16 +655,18 @@ def plot_inverse_convergence(results: dict):
 
 
 def plot_bi_lipschitz(rows: list):
-    """Measured Lip(F), Lip(F^-1) (markers) against 1 + L and 1 / (1 - L) (lines); rows of dicts."""
+    """Measured Lip(F), Lip(F^-1) (markers, one style per row["kind"]) against 1 + L and 1 / (1 - L)."""
     fig, axes = subplots(1, 2, width=4.4, height=3.6)
     grid = np.linspace(0.0, max(r["L"] for r in rows), 200)
     axes[0].plot(grid, 1 + grid, color=COLORS["bound"], ls="--", label="bound $1 + L$")
     axes[1].semilogy(grid, 1 / (1 - grid), color=COLORS["bound"], ls="--", label="bound $1/(1 - L)$")
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))  # branch families, in order of appearance
+    styles = list(zip("osD^v", [COLORS["iresnet"], COLORS["model"], COLORS["unbiased"], COLORS["data"],
+                                 COLORS["coupling"]]))
     for ax, key, title in ((axes[0], "lip_F", "Lip(F)"), (axes[1], "lip_F_inv", "Lip($F^{-1}$)")):
-        for kind, marker in (("g = -W^T elu(Wx)", "o"), ("g = +W^T elu(Wx)", "s")):
+        for kind, (marker, color) in zip(kinds, styles):
             sel = [r for r in rows if r["kind"] == kind]
-            ax.plot([r["L"] for r in sel], [r[key] for r in sel], marker, ms=6, ls="none",
-                    color=COLORS["iresnet"] if marker == "o" else COLORS["model"], label=kind)
+            ax.plot([r["L"] for r in sel], [r[key] for r in sel], marker, ms=6, ls="none", color=color, label=kind)
         ax.set(title=f"measured {title}", xlabel="Lip(g) = L", ylabel=title)
         ax.legend(fontsize="small", loc="upper left")
     return fig
