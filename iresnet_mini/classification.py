@@ -17,15 +17,22 @@ import torch
 
 from . import data as _data
 from .lipschitz import LipschitzConv2d, certify, operator_norm
-from .pretrained import paper_error
+from .pretrained import RECIPES, paper_error
 
-__all__ = ["label", "test_batch", "to_pixels", "predict", "reconstruct", "layer_norms", "branch_bounds",
+__all__ = ["label", "checkpoints_for", "test_batch", "to_pixels", "predict", "reconstruct", "layer_norms", "branch_bounds",
            "examine", "table2_rows", "markdown_table"]
 
 
 def label(coeff: float | None) -> str:
     """'vanilla' for the unconstrained baseline, else 'c=0.9'."""
     return "vanilla" if coeff is None else f"c={coeff:g}"
+
+
+def checkpoints_for(dataset: str) -> dict[str, str]:
+    """label -> name of the shipped classifiers of ``dataset``: by increasing c, the vanilla one last."""
+    recipes = {name: r for name, r in RECIPES.items() if r.dataset == dataset and r.task == "classify"}
+    order = sorted(recipes, key=lambda name: (recipes[name].coeff is None, recipes[name].coeff or 0.0))
+    return {label(recipes[name].coeff): name for name in order}
 
 
 def test_batch(dataset: str, n: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +123,7 @@ def examine(model, dataset: str, x: torch.Tensor, y: torch.Tensor, n_show: int =
     """Accuracy on (x, y), reconstructions of the first ``n_show`` images, layer norms, for one classifier."""
     coeff = model.config.coeff
     norms = layer_norms(model, x, norm_iterations)  # certifies first: the figures below are of the certified model
-    accuracy = float((predict(model, x) == y).float().mean())
+    accuracy = int((predict(model, x) == y).sum()) / len(y)
     rec = reconstruct(model, x[:n_show], max_iter=max_iter)
     pixel_errors = (to_pixels(dataset, rec["x_rec"]) - to_pixels(dataset, x[:n_show])).flatten(1).abs().amax(1)
     pixel_errors = torch.where(torch.isfinite(pixel_errors), pixel_errors, torch.full_like(pixel_errors, math.inf))
@@ -129,15 +136,15 @@ def examine(model, dataset: str, x: torch.Tensor, y: torch.Tensor, n_show: int =
     }
 
 
-def table2_rows(results: list[dict], shipped: dict | None = None) -> list[dict]:
+def table2_rows(results: list[dict], metrics: dict | None = None) -> list[dict]:
     """One row per classifier: the paper's error (Table 2), ours, and the inverse's reconstruction error.
 
-    ``shipped`` maps a result's label to its manifest metrics (full test set figures), if any.
+    ``metrics`` maps a result's label to the figures of its whole test set (``test_error_percent``),
+    from the manifest or the training run's summary.
     """
     rows = []
     for r in results:
-        metrics = (shipped or {}).get(r["label"], {})
-        full = metrics.get("test_error_percent")
+        full = (metrics or {}).get(r["label"], {}).get("test_error_percent")
         rows.append({"model": r["label"], "paper error %": paper_error(r["dataset"], r["coeff"]),
                      "our error % (full test set)": full,
                      f"our error % (first {r['n_test']})": 100 * (1 - r["accuracy"]),

@@ -318,10 +318,11 @@ def plot_reconstructions(results: list, n: int = 8):
     for sub, result in zip(subfigs, results):
         axes = sub.subplots(3, n, squeeze=False)
         _reconstruction_rows(axes, result, n)
-        status = "inverse converged" if result["converged"] else "inverse FAILED"
-        sub.suptitle(f"{result['label']}: {status}, max pixel error {result['max_pixel_error']:.1e} "
-                     f"(above each reconstruction: its max error)", fontsize="medium", fontweight="bold",
-                     color=model_color(result["coeff"]))
+        error = result["max_pixel_error"]
+        status = ("inverse converged" if result["converged"] else "inverse FAILED") + (
+            f", max pixel error {error:.1e}" if np.isfinite(error) else ", the iteration diverged")
+        sub.suptitle(f"{result['label']}: {status} (above each reconstruction: its max error)",
+                     fontsize="medium", fontweight="bold", color=model_color(result["coeff"]))
     return fig
 
 
@@ -369,29 +370,30 @@ def plot_layer_norms(result: dict):
 
 
 def plot_training_curves(histories: dict):
-    """Test accuracy and training loss per epoch, one line per model (label -> metrics.jsonl records)."""
+    """Test accuracy and training loss after each epoch, one line per model (label -> metrics.jsonl records)."""
     fig, axes = subplots(1, 2, width=4.8, height=3.6)
-    colors = c_colors([i for i in range(len(histories))])
-    for i, (name, history) in enumerate(histories.items()):
-        minutes = [r["elapsed_s"] / 60 for r in history]
-        color = COLORS["resnet"] if name == "vanilla" else colors[i]
-        axes[0].plot(minutes, [100 * r["test_accuracy"] for r in history], "o-", color=color, label=name)
-        axes[1].plot(minutes, [r["train_loss"] for r in history], "o-", color=color, label=name)
-    axes[0].set(title="test accuracy after each epoch", xlabel="training time (minutes)", ylabel="accuracy (%)")
-    axes[1].set(title="training loss (epoch mean)", xlabel="training time (minutes)", ylabel="cross-entropy")
+    for name, history in histories.items():
+        epochs = [r["epoch"] for r in history]
+        color = COLORS["resnet"] if name == "vanilla" else COLORS["iresnet"]
+        axes[0].plot(epochs, [100 * r["test_accuracy"] for r in history], "o-", color=color, label=name)
+        axes[1].plot(epochs, [r["train_loss"] for r in history], "o-", color=color, label=name)
+    axes[0].set(title="test accuracy after each epoch", xlabel="epoch", ylabel="accuracy (%)")
+    axes[1].set(title="training loss (mean over the epoch)", xlabel="epoch", ylabel="cross-entropy")
+    for ax in axes:
+        _integer_ticks(ax)
     axes[0].legend(fontsize="small", loc="lower right")
     return fig
 
 
-def draw_classifier(choice, results: dict, n: int = 6):
+def draw_classifier(c: str, results: dict, n: int = 6):
     """Widget panel (notebooks 05-06): one classifier's reconstructions and layer norms, picked by c.
 
-    ``results`` maps a label ("c=0.9", "vanilla") to :func:`classification.examine`'s
+    ``results`` maps a label ``c`` ("c=0.9", "vanilla") to :func:`classification.examine`'s
     dict. Returns (figure, numbers for the readout).
     """
-    if choice not in results:
-        raise ValueError(f"no trained classifier for {choice!r}: available are {list(results)}")
-    result = results[choice]
+    if c not in results:
+        raise ValueError(f"no trained classifier {c!r}: available are {', '.join(results)}")
+    result = results[c]
     fig = plt.figure(figsize=(10, 4.4), constrained_layout=True)
     left, right = fig.subfigures(1, 2, width_ratios=[1.25, 1])
     _reconstruction_rows(left.subplots(3, n, squeeze=False), result, n)

@@ -220,18 +220,17 @@ def load_or_train(name: str, train_now: bool | None = None, run_dir: str | os.Pa
     """(model, TrainConfig, info): the shipped checkpoint, or a run trained with the CLI recipe.
 
     ``train_now=None`` trains in full mode and loads the shipped file in quick mode. Training
-    uses ``RECIPES[name]`` with ``overrides`` (e.g. ``preset="paper", epochs=200,
-    time_budget=None``) and writes to ``run_dir`` (default ``runs/<name>``), resuming a run
-    there. A run directory made with other settings is never touched: that is an error.
-    ``info`` has ``source`` ("shipped" or "trained"), ``command``, ``metrics`` and ``history``.
+    uses ``RECIPES[name]`` with ``overrides`` (e.g. ``preset="paper", epochs=200``; ignored when
+    loading) and writes to ``run_dir`` (default ``runs/<name>``), resuming a run there. A run
+    directory made with other settings is never touched: that is an error. ``info`` has
+    ``source`` ("shipped" or "trained"), ``command``, ``metrics`` (test accuracy and error on the
+    whole test set, epochs, training seconds, certificate) and ``history`` (one record per epoch).
     """
     if name not in RECIPES:
         raise PretrainedError(f"no recipe named {name!r}; known are: {', '.join(RECIPES)}")
     if train_now is None:
         train_now = not is_quick()
     if not train_now:
-        if overrides:
-            raise ValueError(f"overrides {sorted(overrides)} only apply when training (train_now=True)")
         model, config, entry = load_pretrained(name, device)
         return model, config, {"source": "shipped", "name": name, **entry}
     recipe = dataclasses.replace(RECIPES[name], **overrides)
@@ -241,14 +240,17 @@ def load_or_train(name: str, train_now: bool | None = None, run_dir: str | os.Pa
         if different:
             raise FileExistsError(f"{run_dir} holds a run with other settings ({'; '.join(different)}); it is "
                                   "left untouched. Pass another run_dir to train this recipe.")
-    argv = recipe.argv() + ["--out", str(run_dir), "--resume"] + (["--device", str(device)] if device else [])
+    argv = recipe.argv() + ["--out", str(run_dir), "--resume", "--no-progress"]
+    argv += ["--device", str(get_device(device))]
     if train.main(argv) != 0:
         raise RuntimeError(f"training failed (see the error above): {recipe.command(run_dir)}")
     model, config, _state = train.load_run(run_dir, device)
     summary = json.loads((run_dir / "summary.json").read_text())
+    metrics = {**summary, "test_error_percent": 100 * (1 - summary["test_accuracy"]),
+               "train_seconds": 60 * summary["train_minutes"]}
     return model, config, {"source": "trained", "name": name, "run_dir": str(run_dir), "coeff": recipe.coeff,
                            "dataset": recipe.dataset, "preset": recipe.preset,
-                           "command": recipe.command(run_dir), "metrics": summary,
+                           "command": recipe.command(run_dir), "metrics": metrics,
                            "history": read_history(run_dir)}
 
 

@@ -1,0 +1,147 @@
+"""Examining classifiers (notebooks 05-06): inverse, layer norms vs c, Table 2 rows, figures, exercises."""
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from iresnet_mini import classification, exercises, models, plots, widgets
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _model(coeff, scale=1.0, in_shape=(1, 28, 28)):
+    """A tiny classifier with ActNorm initialised; ``scale`` multiplies every convolution's weight."""
+    torch.manual_seed(0)
+    model = models.IResNetClassifier(models.classifier_config("tiny", in_shape, coeff=coeff))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 4:
+                p.mul_(scale)
+        model.train()
+        model(torch.randn(32, *in_shape))
+    return model.eval()
+
+
+X = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+Y = torch.arange(6) % 10
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {r["label"]: r for r in (classification.examine(_model(0.9), "mnist", X, Y, n_show=4, norm_iterations=20),
+                                    classification.examine(_model(None, scale=4.0), "mnist", X, Y, n_show=4,
+                                                           norm_iterations=20))}
+
+
+def test_inverse_recovers_the_input_of_an_i_resnet():
+    rec = classification.reconstruct(_model(0.9), X)
+    assert rec["converged"] and float(rec["errors"].max()) < 1e-4
+    assert all(1 <= it < 100 for it in rec["iterations"])
+
+
+def test_inverse_of_an_expanding_vanilla_network_fails_and_says_so():
+    rec = classification.reconstruct(_model(None, scale=4.0), X, max_iter=50)
+    assert not rec["converged"]
+    assert float(rec["errors"].max()) > 1e-2  # inf where the iteration left the finite numbers
+
+
+def test_constrained_layer_norms_are_at_most_c_and_bound_each_branch():
+    norms = classification.layer_norms(_model(0.7), X)
+    assert len(norms) == 3 * 2 and all(n["method"] == "certified" for n in norms)
+    assert all(n["norm"] <= 0.7 * (1 + 1e-5) for n in norms)
+    bounds = classification.branch_bounds(norms)
+    assert bounds == pytest.approx([math.prod(n["norm"] for n in norms if n["block"] == b) for b in (0, 1)])
+    assert max(bounds) <= 0.7 ** 3 * (1 + 1e-4)
+
+
+def test_vanilla_layer_norm_is_a_lower_bound_of_the_true_norm():
+    model = _model(None, scale=4.0)
+    (row, *_), = [classification.layer_norms(model, X, n_iter=30)]
+    from iresnet_mini.lipschitz import operator_norm
+    conv = model.steps[0].block.branch[0]
+    true = operator_norm(conv, (16, 14, 14), method="power", n_iter=2000)
+    assert row["norm"] <= true * (1 + 1e-6) and row["norm"] > 1
+
+
+def test_examine_reports_accuracy_on_the_given_labels(results):
+    r = results["c=0.9"]
+    model = _model(0.9)
+    classification.layer_norms(model, X)  # examine certifies first, and reports the certified model
+    correct = int((classification.predict(model, X) == Y).sum())
+    assert r["n_test"] == len(Y) and r["accuracy"] == correct / len(Y)
+    assert r["images"].shape == r["reconstructions"].shape == (4, 1, 28, 28)
+    assert r["converged"] and r["max_pixel_error"] < 1e-4
+    assert not results["vanilla"]["converged"]
+
+
+def test_table2_rows_put_the_paper_beside_ours(results):
+    rows = classification.table2_rows(list(results.values()), {"c=0.9": {"test_error_percent": 1.5}})
+    assert [r["model"] for r in rows] == ["c=0.9", "vanilla"]
+    assert rows[0]["paper error %"] == 0.40 and rows[1]["paper error %"] == 0.38
+    assert rows[0]["our error % (full test set)"] == 1.5 and rows[1]["our error % (full test set)"] is None
+    table = classification.markdown_table(rows)
+    assert table.count("\n") == 3 and "| c=0.9 | 0.4 | 1.5 |" in table
+
+
+def test_checkpoints_are_listed_by_increasing_c_with_vanilla_last():
+    assert list(classification.checkpoints_for("mnist")) == ["c=0.5", "c=0.6", "c=0.7", "c=0.8", "c=0.9", "vanilla"]
+    assert classification.checkpoints_for("cifar10") == {"c=0.9": "cifar10-c0.9", "vanilla": "cifar10-vanilla"}
+
+
+def test_draw_classifier_readout_follows_the_choice(results):
+    fig, numbers = plots.draw_classifier("vanilla", results, n=4)
+    assert numbers["model"] == "vanilla" and numbers["inverse converged"] is False
+    assert numbers["largest layer norm"] == max(n["norm"] for n in results["vanilla"]["norms"])
+    assert fig.get_axes()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="available are c=0.9, vanilla"):
+        plots.draw_classifier("c=0.3", results)
+
+
+def test_classifier_figures_have_titles_and_labels(results):
+    rows = classification.table2_rows(list(results.values()))
+    history = [{"epoch": 1, "test_accuracy": 0.5, "train_loss": 1.0}, {"epoch": 2, "test_accuracy": 0.7, "train_loss": 0.6}]
+    for fig in (plots.plot_table2(rows, "mnist"), plots.plot_reconstructions(list(results.values()), n=4),
+                plots.plot_layer_norms(results["c=0.9"]), plots.plot_training_curves({"c=0.9": history})):
+        titled = [ax for ax in fig.get_axes() if ax.get_title()] or [fig]
+        assert titled
+        plt.close(fig)
+
+
+def test_c_choice_carries_the_slider_class_and_refuses_none():
+    slider = widgets.c_choice([("0.9", "c=0.9"), ("vanilla", "vanilla")], value="c=0.9")
+    assert widgets.C_SLIDER_CLASS in slider._dom_classes and slider.value == "c=0.9"
+    with pytest.raises(ValueError, match="cannot be None"):
+        widgets.c_choice([("vanilla", None)])
+
+
+def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers(capsys):
+    assert exercises.check_branch_bound(0.9 ** 3, 1 / (1 - 0.9 ** 3))
+    assert not exercises.check_branch_bound(0.9, 10.0)
+    assert exercises.check_feature_size(16 * 32 * 32, 16 * 32 * 32 - 3 * 32 * 32)
+    assert not exercises.check_feature_size(3 * 32 * 32, 0)
+    labels, predictions = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([1, 1, 1, 0, 1])
+    assert exercises.check_confusion("a", "b", predictions, labels, ("a", "b"))
+    assert not exercises.check_confusion("b", "a", predictions, labels, ("a", "b"))
+    assert "Not yet" in capsys.readouterr().out
+
+
+def test_block_inverse_check_accepts_a_fixed_point():
+    model = _model(0.9)
+    block = model.steps[-1].block
+    with torch.no_grad():
+        x = torch.randn(2, *model.feature_shape)
+        y = block(x)
+        answer = y.clone()
+        for _ in range(60):
+            answer = y - block.branch(answer)
+    assert exercises.check_block_inverse(block, y, answer)
+    assert not exercises.check_block_inverse(block, y, y)
+    assert not exercises.check_block_inverse(block, y, None)
