@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # Each task maps inputs in [-2, 2]^d to a target that an orientation-preserving bijection
-# cannot reach: "reverse" and "reflect" reverse orientation, "abs" glues x and -x together.
+# cannot reach: "reverse" and "reflect" turn space over, "abs" and "fold" glue mirror images together.
 TASKS = {
     "reverse": (1, lambda x: -x),
     "abs": (1, lambda x: x.abs()),

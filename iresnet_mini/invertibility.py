@@ -15,6 +15,7 @@ Taught in ``notebooks/02_making_resnets_invertible.ipynb``.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -45,8 +46,10 @@ def lipschitz_upper_bound(branch: nn.Module, input_shape) -> float:
     """Lip(g) <= prod_i ||W_i||_2 (true operator norms, 1-Lipschitz activations; paper Sec. 2).
 
     ``input_shape`` is one sample's shape, e.g. (d,) or (C, H, W); each layer's input shape is
-    found by running the branch once (in eval mode, so no power iteration runs).
+    found by running a copy of the branch once in eval mode (a conv layer that sees a new input
+    size re-learns its power-iteration vectors; the copy keeps the caller's branch untouched).
     """
+    branch = copy.deepcopy(branch).eval()
     layers = _linear_layers(branch)
     if not layers:
         raise ValueError("the branch has no Linear or Conv2d layer to bound")
@@ -55,16 +58,10 @@ def lipschitz_upper_bound(branch: nn.Module, input_shape) -> float:
     def record_shape(module, inputs, _output):
         shapes[module] = tuple(inputs[0].shape[1:])
 
-    hooks = [m.register_forward_hook(record_shape) for m in layers]
-    was_training = branch.training
-    branch.eval()
-    try:
-        param = next(branch.parameters())
-        branch(torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device))
-    finally:
-        branch.train(was_training)
-        for h in hooks:
-            h.remove()
+    for m in layers:
+        m.register_forward_hook(record_shape)
+    param = next(branch.parameters())
+    branch(torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device))
     return math.prod(operator_norm(m, shapes[m]) for m in layers)
 
 

@@ -101,7 +101,7 @@ that fits it must fold the line. `dynamics.trained_stack` trains (and caches) a 
 plain, plain_mse = dynamics.trained_stack("abs", DEPTH, None, STEPS, n_train=size("nb01.n_train"))
 iresnet, iresnet_mse = dynamics.trained_stack("abs", DEPTH, C, STEPS, n_train=size("nb01.n_train"))
 print(f"ResNet:   training MSE {plain_mse:.4f}")
-print(f"i-ResNet: training MSE {iresnet_mse:.4f}   (the best increasing fit, a constant, has MSE 1/3)")
+print(f"i-ResNet: training MSE {iresnet_mse:.4f}   (no increasing map can get below 0.229)")
 """),
     ("md", r"""
 Below, left: every input's trajectory $x_0, x_1, \dots, x_T$ through the layers, coloured by where it started
@@ -114,8 +114,10 @@ fig = plots.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
     ("md", r"""
 The plain ResNet fits $|x|$, and to do so its trajectories swing wildly and cross again and again: between two
 layers the blue and red bundles pass through each other. The i-ResNet's trajectories never cross. Unable to fold,
-it does the best an increasing map can do for this target: it squeezes all inputs towards one value, a constant
-with mean squared error about $1/3$. Squeezing is allowed (slopes may shrink towards 0); turning around is not.
+it squeezes: the negative inputs are pressed together into a narrow bundle. Squeezing is allowed (slopes may shrink
+towards 0); turning around is not. The best any *increasing* map can do for this target is to stay flat at
+$t = 2\sqrt{2} - 2 pprox 0.83$ up to $x = t$ and follow the diagonal beyond, with mean squared error $pprox 0.229$;
+with longer training (full mode) the i-ResNet gets close to that, in quick mode it is still on its way.
 
 **Think!** In 1D, what is the smallest slope a stack of $T$ blocks with $\mathrm{Lip}(g_t) \le c$ can have?
 (That is exercise 1 below.)
@@ -185,10 +187,11 @@ every one of its layers has $\det(I + J_{g_t}) \ge (1 - c)^2$ everywhere.
 Train (or load from the cache) a model for each setting and measure it. Moving $c$ trains a new i-ResNet
 (a second or two); tick **no constraint** for the plain ResNet.
 
-- For $c$ near 1 the i-ResNet squeezes harder (its smallest determinant is $(1 - c)^d$); for small $c$ it
-  can barely move the points. Does any setting give a crossing or a fold?
+- For $c$ near 1 the i-ResNet can squeeze harder (its layer determinants may go down to $(1 - c)^d$); for small
+  $c$ it can barely move the points. Does any setting give a crossing or a fold?
 - Switch to the task `reverse` ($x \mapsto -x$): it needs every pair to swap. How many crossings does the ResNet
-  make, and what does the i-ResNet do instead?
+  make, and what does the i-ResNet do instead? In 2D, `reflect` ($(x_1, x_2) \mapsto (-x_1, x_2)$) is a bijection,
+  yet no i-ResNet can learn it: why? (Hint: the sign of $\det J_F$.)
 - With depth 1, can the plain ResNet still fit `abs`?
 """),
     ("code", r"""
@@ -198,7 +201,7 @@ demo = widgets.interactive_figure(
     c=widgets.c_slider(C),
     unconstrained=ipywidgets.Checkbox(value=False, description="no constraint (plain ResNet)"),
     depth=widgets.int_slider(DEPTH, 1, 10, description="depth T"),
-    task=ipywidgets.Dropdown(options=["abs", "reverse", "fold"], value="abs", description="task"),
+    task=ipywidgets.Dropdown(options=["abs", "reverse", "fold", "reflect"], value="abs", description="task"),
 )
 demo
 """),

@@ -140,8 +140,8 @@ def test_trained_resnet_folds_where_the_iresnet_cannot():
     plain_numbers = dynamics.measure(plain, "abs", 41)
     inv_numbers = dynamics.measure(inv, "abs", 41)
     assert plain_mse < 0.05 and plain_numbers["crossings"] > 0 and plain_numbers["fold fraction"] > 0
-    # the best increasing fit to |x| on [-2, 2] is a constant, with mean squared error 1/3
-    assert inv_mse > 0.3 and inv_numbers["crossings"] == 0 and inv_numbers["fold fraction"] == 0
+    # no increasing map fits |x| on [-2, 2] better than 0.229 (flat up to 2 sqrt(2) - 2, then the diagonal)
+    assert inv_mse > 0.2 and inv_numbers["crossings"] == 0 and inv_numbers["fold fraction"] == 0
 
 
 @pytest.mark.slow

@@ -114,6 +114,16 @@ def test_lipschitz_upper_bound_covers_conv_branches():
                                             zip([branch[0], branch[2], branch[4]], [(2, 5, 5), (4, 5, 5), (4, 5, 5)])))
 
 
+def test_lipschitz_upper_bound_leaves_the_branch_untouched():
+    torch.manual_seed(0)
+    branch = conv_branch(2, 4, coeff=0.9).to(torch.float64)
+    branch(torch.randn(3, 2, 6, 6, dtype=torch.float64))  # training mode: vectors for 6x6 inputs
+    before = {k: v.clone() for k, v in branch.state_dict().items()}
+    invertibility.lipschitz_upper_bound(branch, (2, 9, 9))  # another input size
+    assert branch.training
+    assert all(torch.equal(before[k], v) for k, v in branch.state_dict().items())
+
+
 @settings(max_examples=10, deadline=None)
 @given(c=st.floats(0.1, 0.95), seed=st.integers(0, 10_000), dim=st.integers(1, 4))
 def test_measured_bi_lipschitz_constants_respect_the_bounds(c, seed, dim):
