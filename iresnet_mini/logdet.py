@@ -63,7 +63,8 @@ def exact_logdet(branch, x: torch.Tensor, return_gx: bool = False):
     gx = branch(x)  # the real forward (runs the power iteration in training mode)
     jac = jacobian(branch, x)
     eye = torch.eye(jac.shape[-1], dtype=jac.dtype, device=jac.device)
-    logdet = torch.linalg.slogdet(eye + jac).logabsdet
+    # one matrix at a time: MKL's batched LU fails (and hangs) for d > 128 after torch.set_num_threads(>= 2)
+    logdet = torch.stack([torch.linalg.slogdet(eye + j).logabsdet for j in jac])
     return (gx, logdet) if return_gx else logdet
 
 
