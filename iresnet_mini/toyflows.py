@@ -1,0 +1,454 @@
+"""2D toy densities (paper Fig. 2): i-ResNet flows vs an affine-coupling flow, trained and compared.
+
+* :func:`iresnet_flow` and :func:`coupling_flow` build the two models with a standard-normal
+  base; :func:`count_parameters` compares their sizes.
+* :func:`mlp_jacobian` gives the exact Jacobian of a dense residual branch by forward-mode
+  differentiation (d tangents pushed through the layers), and :func:`exact_log_prob` uses it
+  for log p(x) with the exact log-det of every block: cheap in 2D, so the toy models train
+  and are evaluated without any estimator.
+* :func:`train_toy` is the training loop (fresh samples every step, Adam, cosine schedule),
+  with the log-det from the exact Jacobian or from the paper's estimators; :func:`test_nll`,
+  :func:`log_density_grid` and :class:`ToyFlowCache` evaluate and cache results;
+  :func:`bench_main` trains against the clock (``python -m iresnet_mini.bench toy``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import toy
+from .blocks import mlp_branch
+from .flows import ActNorm, ResidualFlowLayer, SequentialFlow, set_estimator
+from .lipschitz import LipschitzLinear, LipSwish, get_activation
+
+__all__ = [
+    "iresnet_flow", "coupling_flow", "AffineCoupling", "count_parameters", "mlp_jacobian",
+    "log_det_identity_plus", "exact_log_prob", "train_toy", "test_nll", "log_density_grid",
+    "ToyResult", "fit_toy", "ToyFlowCache", "bench_main", "BENCH_CONFIG", "TEST_POINTS", "ScaledActNorm",
+    "LOGDET_MODES",
+]
+
+TEST_POINTS = 10_000           # fresh test points for the NLL (the benchmark's protocol)
+TEST_SEED_OFFSET = 1_000_003   # test points never share a seed with the training stream
+LOGDET_MODES = ("exact", "series", "unbiased")
+
+# The benchmark's model and optimiser: one place, read by bench_main and the notebook.
+BENCH_CONFIG = dict(n_blocks=10, hidden=128, n_hidden_layers=3, coeff=0.97, activation="lipswish",
+                    batch_size=512, lr=2e-3)
+
+
+# --- the two models ------------------------------------------------------------------------
+class ScaledActNorm(ActNorm):
+    """ActNorm whose data-dependent init gives the output standard deviation ``std`` instead of 1."""
+
+    def __init__(self, num_channels: int, std: float = 1.0):
+        super().__init__(num_channels)
+        if not std > 0:
+            raise ValueError(f"std must be > 0, got {std!r}")
+        self.std = float(std)
+
+    @torch.no_grad()
+    def _initialize(self, x):
+        super()._initialize(x)
+        self.log_scale.add_(math.log(self.std))
+
+
+def iresnet_flow(dim: int = 2, n_blocks: int = 10, hidden: int = 128, n_hidden_layers: int = 3,
+                 coeff: float = 0.97, activation: str = "elu", working_std: float = 20.0,
+                 n_power_iterations: int = 1, estimator: str = "series", **estimator_kwargs) -> SequentialFlow:
+    """An i-ResNet flow for vectors (Sec. 3): ActNorm, then n_blocks x (x + g(x), ActNorm).
+
+    The ActNorms start the blocks on data of standard deviation ``working_std`` (the last one
+    maps to unit scale for the N(0, I) base). Spectral normalisation spreads a slope of at
+    most c over ``hidden`` units, so at unit scale each unit sees a nearly constant
+    pre-activation and the branch starts almost linear; on a wider scale it starts non-linear
+    and training leaves the Gaussian fit at once.
+    """
+    if not isinstance(n_blocks, int) or n_blocks < 1:
+        raise ValueError(f"n_blocks must be a positive integer, got {n_blocks!r}")
+    layers: list[nn.Module] = [ScaledActNorm(dim, working_std)]
+    for i in range(n_blocks):
+        branch = mlp_branch(dim, hidden, n_hidden_layers, coeff, activation, n_power_iterations)
+        layers.append(ResidualFlowLayer(branch, estimator=estimator, **estimator_kwargs))
+        layers.append(ScaledActNorm(dim, working_std if i < n_blocks - 1 else 1.0))
+    return SequentialFlow(layers, event_shape=(dim,))
+
+
+class AffineCoupling(nn.Module):
+    """RealNVP/Glow affine coupling: x_b -> x_b * exp(s(x_a)) + t(x_a), x_a = the masked-in part.
+
+    ``mask`` (0/1, shape (dim,)) marks the coordinates passed through unchanged. The log-scale
+    is bounded, s = scale * tanh(raw s), and the last layer starts at zero (identity map).
+    """
+
+    def __init__(self, mask: torch.Tensor, hidden: int = 128, n_hidden_layers: int = 3,
+                 activation: str = "relu"):
+        super().__init__()
+        mask = torch.as_tensor(mask, dtype=torch.float32)
+        if mask.dim() != 1 or not bool(((mask == 0) | (mask == 1)).all()) or mask.sum() in (0, mask.numel()):
+            raise ValueError(f"mask must be a 1D 0/1 tensor with both values present, got {mask.tolist()}")
+        dim = mask.numel()
+        self.register_buffer("mask", mask)
+        widths = [dim] + [hidden] * n_hidden_layers
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), get_activation(activation)]
+        last = nn.Linear(hidden, 2 * dim)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*layers, last)
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def _scale_shift(self, x_a):
+        raw_s, t = self.net(x_a).chunk(2, dim=1)
+        free = 1 - self.mask
+        return self.scale * torch.tanh(raw_s) * free, t * free
+
+    def forward(self, x):
+        s, t = self._scale_shift(x * self.mask)
+        return x * torch.exp(s) + t, s.sum(1)
+
+    def inverse(self, y):
+        s, t = self._scale_shift(y * self.mask)
+        return (y - t) * torch.exp(-s)
+
+
+def coupling_flow(dim: int = 2, n_layers: int = 10, hidden: int = 128, n_hidden_layers: int = 3,
+                  activation: str = "relu", actnorm: bool = True) -> SequentialFlow:
+    """The Glow-style baseline of Fig. 2: [ActNorm] then n_layers x (coupling, [ActNorm]), masks alternating."""
+    if not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    layers: list[nn.Module] = [ActNorm(dim)] if actnorm else []
+    for i in range(n_layers):
+        mask = (torch.arange(dim) % 2 == i % 2).float()
+        layers.append(AffineCoupling(mask, hidden, n_hidden_layers, activation))
+        if actnorm:
+            layers.append(ActNorm(dim))
+    return SequentialFlow(layers, event_shape=(dim,))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+# --- the exact log-det in small dimension -----------------------------------------------------
+def _elu(m, h):
+    y = m(h)
+    return y, torch.where(h > 0, torch.ones_like(h), y + m.alpha)
+
+
+def _lipswish(m, h):
+    beta = F.softplus(m.raw_beta)
+    s = torch.sigmoid(beta * h)
+    return h * s / 1.1, (s + beta * h * s * (1 - s)) / 1.1
+
+
+def _relu(m, h):
+    return m(h), (h > 0).to(h.dtype)
+
+
+def _leaky_relu(m, h):
+    return m(h), torch.where(h > 0, torch.ones_like(h), torch.full_like(h, m.negative_slope))
+
+
+def _softplus(m, h):
+    return m(h), torch.sigmoid(m.beta * h).masked_fill(m.beta * h > m.threshold, 1.0)
+
+
+def _tanh(m, h):
+    y = m(h)
+    return y, 1 - y * y
+
+
+# activation type -> (module, pre-activation) -> (value, elementwise derivative)
+_ACTIVATION_DERIVATIVES = {nn.ELU: _elu, LipSwish: _lipswish, nn.ReLU: _relu,
+                           nn.LeakyReLU: _leaky_relu, nn.Softplus: _softplus, nn.Tanh: _tanh}
+
+
+def mlp_jacobian(branch: nn.Sequential, x: torch.Tensor):
+    """(g(x), J_g(x)) for a dense branch, J as (batch, d, d), by forward-mode differentiation.
+
+    The d columns of J are pushed through the layers beside the value: a linear layer maps
+    them by W (no bias), an activation multiplies them by phi'(h). Cost about (1 + d) forward
+    passes, differentiable, and equal to :func:`iresnet_mini.logdet.jacobian`. Spectral
+    normalisation runs as in ``branch(x)`` (one power-iteration update in training mode).
+    """
+    if x.dim() != 2:
+        raise ValueError(f"mlp_jacobian needs flat inputs (batch, d), got shape {tuple(x.shape)}")
+    h = x
+    tangents = torch.eye(x.shape[1], dtype=x.dtype, device=x.device).unsqueeze(1).expand(-1, x.shape[0], -1)
+    for m in branch:
+        if isinstance(m, nn.Linear):
+            weight = m.normalized_weight(h) if isinstance(m, LipschitzLinear) else m.weight
+            h, tangents = F.linear(h, weight, m.bias), F.linear(tangents, weight)
+        elif type(m) in _ACTIVATION_DERIVATIVES:
+            h, slope = _ACTIVATION_DERIVATIVES[type(m)](m, h)
+            tangents = tangents * slope
+        else:
+            raise ValueError(f"mlp_jacobian supports Linear layers and the activations "
+                             f"{sorted(t.__name__ for t in _ACTIVATION_DERIVATIVES)}, got {type(m).__name__}")
+    return h, tangents.permute(1, 2, 0)  # tangents[j, b, i] = dg_i/dx_j -> J[b, i, j]
+
+
+def log_det_identity_plus(jac: torch.Tensor) -> torch.Tensor:
+    """log det(I + J) per sample; closed form for 2x2. Raises if det <= 0 (then Lip(g) >= 1)."""
+    if jac.shape[-2:] == (2, 2):
+        det = (1 + jac[:, 0, 0]) * (1 + jac[:, 1, 1]) - jac[:, 0, 1] * jac[:, 1, 0]
+    else:
+        eye = torch.eye(jac.shape[-1], dtype=jac.dtype, device=jac.device)
+        det = torch.linalg.det(eye + jac)
+    if not bool((det > 0).all()):
+        raise FloatingPointError(
+            f"det(I + J_g) <= 0 at {int((det <= 0).sum())} points (min {float(det.min()):.3g}): the block is "
+            "not invertible there, so Lip(g) >= 1; check the Lipschitz constraint (coeff < 1)")
+    return torch.log(det)
+
+
+def exact_log_prob(flow: SequentialFlow, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) by change of variables (Sec. 3) with the exact log-det of every residual layer."""
+    logdet = x.new_zeros(x.shape[0])
+    for layer in flow.layers:
+        if isinstance(layer, ResidualFlowLayer):
+            gx, jac = mlp_jacobian(layer.block.branch, x)
+            x, ld = x + gx, log_det_identity_plus(jac)
+        else:
+            x, ld = layer(x)
+        logdet = logdet + ld
+    return flow.base.log_prob(x) + logdet
+
+
+# --- training and evaluation ---------------------------------------------------------------
+def _test_points(dataset: str, n: int, seed: int) -> torch.Tensor:
+    return toy.sample(dataset, n, seed=TEST_SEED_OFFSET + seed)
+
+
+@torch.no_grad()
+def test_nll(flow: SequentialFlow, dataset: str, n: int = TEST_POINTS, seed: int = 0,
+             batch: int = 5000) -> float:
+    """Mean -log p(x) in nats on n fresh test points, exact log-det, the model in eval mode."""
+    was_training = flow.training
+    flow.eval()
+    try:
+        x = _test_points(dataset, n, seed)
+        nll = torch.cat([-exact_log_prob(flow, xb) for xb in x.split(batch)])
+    finally:
+        flow.train(was_training)
+    return float(nll.mean())
+
+
+def _loss(flow, x, logdet: str):
+    log_p = exact_log_prob(flow, x) if logdet == "exact" else flow.log_prob(x)
+    return -log_p.mean()
+
+
+def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seconds: float | None = None,
+              batch_size: int = 512, lr: float = 2e-3, logdet: str = "exact", seed: int = 0,
+              eval_every: float | None = None, eval_points: int = TEST_POINTS, callback=None,
+              **estimator_kwargs) -> list[dict]:
+    """Maximum likelihood on fresh samples each step; Adam with a cosine-decaying learning rate.
+
+    Stops after ``steps`` or after ``seconds`` of training (evaluation time not counted);
+    the schedule follows whichever is given. ``logdet``: "exact" (the exact Jacobian) or a
+    paper estimator, "series" (biased) or "unbiased" (Russian roulette), with
+    ``estimator_kwargs``. ``eval_every`` (steps, or seconds with ``seconds``) records the
+    exact test NLL; each record {"seconds", "step", "test_nll", "train_nll"} also goes to
+    ``callback``. Returns the records (a final one always). Stops with an error on a NaN loss.
+    """
+    if (steps is None) == (seconds is None):
+        raise ValueError("give exactly one of steps (an int) or seconds (a float) as the training budget")
+    if logdet not in LOGDET_MODES:
+        raise ValueError(f"unknown logdet {logdet!r}: use one of {LOGDET_MODES}")
+    if logdet != "exact":
+        set_estimator(flow, logdet, **estimator_kwargs)
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
+    by_time = seconds is not None
+    budget = float(seconds) if by_time else int(steps)
+    records: list[dict] = []
+    clock, step, next_eval, recent = 0.0, 0, eval_every, []
+    flow.train()
+
+    def record():
+        rec = {"seconds": clock, "step": step, "test_nll": test_nll(flow, dataset, eval_points, seed),
+               "train_nll": float(np.mean(recent)) if recent else math.nan}
+        records.append(rec)
+        recent.clear()
+        if callback is not None:
+            callback(rec)
+
+    while (clock if by_time else step) < budget:
+        start = time.perf_counter()
+        progress = min(1.0, (clock if by_time else step) / budget)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress))
+        x = toy.sample(dataset, batch_size, seed=rng)
+        loss = _loss(flow, x, logdet)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {float(loss.detach())} at step {step}; "
+                                     "try a smaller learning rate or a smaller coeff")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        clock += time.perf_counter() - start
+        step += 1
+        recent.append(float(loss.detach()))
+        if eval_every is not None and (clock if by_time else step) >= next_eval:
+            record()
+            next_eval += eval_every
+    if not records or records[-1]["step"] != step:
+        record()
+    return records
+
+
+ENTROPY_POINTS = 50_000  # Monte Carlo points for the data's entropy where it is not exact
+
+
+def data_entropy(dataset: str, n: int = ENTROPY_POINTS) -> float | None:
+    """The data's true entropy in nats (the floor for the test NLL), or None where the density is unknown."""
+    return toy.entropy(dataset, n=n) if dataset in toy.HAS_DENSITY else None
+
+
+@torch.no_grad()
+def log_density_grid(flow: SequentialFlow, lim: float = 4.5, n: int = 200, batch: int = 10_000):
+    """The model's log-density on an n x n grid over [-lim, lim]^2: (log p as (n, n) array, extent)."""
+    was_training = flow.training
+    flow.eval()
+    try:
+        axis = torch.linspace(-lim, lim, n)
+        yy, xx = torch.meshgrid(axis, axis, indexing="ij")  # row = y, column = x
+        points = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+        log_p = torch.cat([exact_log_prob(flow, pb) for pb in points.split(batch)])
+    finally:
+        flow.train(was_training)
+    return log_p.reshape(n, n).numpy(), (-lim, lim, -lim, lim)
+
+
+MODELS = ("iresnet", "coupling")
+
+
+def build_model(model: str = "iresnet", **kwargs) -> SequentialFlow:
+    """The i-ResNet flow (:func:`iresnet_flow`) or the coupling baseline (:func:`coupling_flow`) by name."""
+    if model == "iresnet":
+        return iresnet_flow(**kwargs)
+    if model == "coupling":
+        if "n_blocks" in kwargs:
+            kwargs["n_layers"] = kwargs.pop("n_blocks")
+        return coupling_flow(**kwargs)
+    raise ValueError(f"unknown model {model!r}: use one of {MODELS}")
+
+
+@dataclass
+class ToyResult:
+    """A trained toy model with what the notebook shows: test NLL, density grid, samples, curve."""
+
+    dataset: str
+    model: str
+    coeff: float | None
+    logdet: str
+    flow: SequentialFlow
+    records: list[dict]
+    n_parameters: int
+    entropy: float | None
+    log_p_grid: np.ndarray = field(repr=False)
+    extent: tuple
+    samples: np.ndarray = field(repr=False)
+
+    @property
+    def test_nll(self) -> float:
+        return self.records[-1]["test_nll"]
+
+    @property
+    def seconds(self) -> float:
+        return self.records[-1]["seconds"]
+
+
+def fit_toy(dataset: str, model: str = "iresnet", steps: int = 1000, coeff: float = 0.97,
+            logdet: str = "exact", seed: int = 0, batch_size: int = 512, lr: float = 2e-3,
+            eval_every: int | None = None, eval_points: int = TEST_POINTS, grid: int = 200,
+            n_samples: int = 2000, entropy: float | None = None, estimator_kwargs: dict | None = None,
+            **model_kwargs) -> ToyResult:
+    """Build, train (:func:`train_toy`) and evaluate one toy model; samples by inverting the flow."""
+    torch.manual_seed(seed)
+    if model == "iresnet":
+        model_kwargs["coeff"] = coeff
+    flow = build_model(model, **model_kwargs)
+    records = train_toy(flow, dataset, steps=steps, batch_size=batch_size, lr=lr, logdet=logdet, seed=seed,
+                        eval_every=eval_every, eval_points=eval_points, **(estimator_kwargs or {}))
+    flow.eval()
+    log_p, extent = log_density_grid(flow, n=grid)
+    samples = flow.sample(n_samples, generator=torch.Generator().manual_seed(seed)).numpy()
+    return ToyResult(dataset, model, coeff if model == "iresnet" else None, logdet, flow, records,
+                     count_parameters(flow), entropy, log_p, extent, samples)
+
+
+class ToyFlowCache:
+    """Trained toy models by (data set, model, c), each trained on first request; the widget's store."""
+
+    def __init__(self, steps: int, **fit_kwargs):
+        self.steps = steps
+        self.fit_kwargs = fit_kwargs
+        self._results: dict[tuple, ToyResult] = {}
+
+    @staticmethod
+    def key(dataset: str, coeff: float, model: str = "iresnet") -> tuple:
+        return dataset, model, round(float(coeff), 2)
+
+    def __contains__(self, key: tuple) -> bool:
+        return self.key(*key) in self._results
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def get(self, dataset: str, coeff: float, model: str = "iresnet") -> ToyResult:
+        """The cached result, or a model trained now (``steps`` steps) and cached."""
+        key = self.key(dataset, coeff, model)
+        if key not in self._results:
+            self._results[key] = fit_toy(dataset, model, self.steps, coeff=key[2], **self.fit_kwargs)
+        return self._results[key]
+
+    def fill(self, datasets, coeffs, model: str = "iresnet") -> None:
+        """Train every (data set, c) pair not cached yet."""
+        for dataset in datasets:
+            for coeff in coeffs:
+                self.get(dataset, coeff, model)
+
+
+def bench_main(dataset: str, minutes: float, seed: int = 0, threads: int | None = 1,
+               config: dict | None = None) -> dict:
+    """Train the i-ResNet flow of :data:`BENCH_CONFIG` for ``minutes`` of training time.
+
+    Prints one line per evaluation (elapsed training seconds, step, exact test NLL on
+    :data:`TEST_POINTS` fresh points) and ends with ``NAME: test NLL X nats after T s
+    (entropy H)``. ``threads`` sets torch's CPU threads (None leaves them). Returns the
+    records and the final numbers.
+    """
+    if not minutes > 0:
+        raise ValueError(f"minutes must be > 0, got {minutes!r}")
+    config = {**BENCH_CONFIG, **(config or {})}
+    if threads is not None:
+        torch.set_num_threads(threads)
+    entropy = data_entropy(dataset)
+    torch.manual_seed(seed)
+    train_keys = ("batch_size", "lr")
+    flow = iresnet_flow(**{k: v for k, v in config.items() if k not in train_keys})
+    print(f"{dataset}: i-ResNet flow, {count_parameters(flow)} parameters, {config}, "
+          f"{torch.get_num_threads()} threads, {minutes:g} min of training")
+    print(f"{'seconds':>8} {'step':>6} {'test NLL':>9}")
+    records = train_toy(flow, dataset, seconds=60.0 * minutes, seed=seed, eval_every=6.0 * minutes,
+                        callback=lambda r: print(f"{r['seconds']:8.1f} {r['step']:6d} {r['test_nll']:9.4f}",
+                                                 flush=True),
+                        **{k: config[k] for k in train_keys})
+    final = records[-1]
+    entropy_text = "n/a" if entropy is None else f"{entropy:.3f}"
+    print(f"{dataset}: test NLL {final['test_nll']:.3f} nats after {final['seconds']:.0f} s "
+          f"(entropy {entropy_text})")
+    return {"dataset": dataset, "minutes": minutes, "seed": seed, "config": config, "records": records,
+            "test_nll": final["test_nll"], "seconds": final["seconds"], "steps": final["step"],
+            "entropy": entropy, "n_parameters": count_parameters(flow)}
