@@ -1,7 +1,8 @@
 """2D toy data sets with the names and scaling of the FFJORD / Residual Flows toy code.
 
 ``sample(name, n, seed)`` returns an (n, 2) float32 tensor. Where the density is known in
-closed form (``8gaussians``, ``checkerboard``), :func:`log_density` evaluates it and
+closed form (``8gaussians``, ``checkerboard``) or as the Gaussian blur of evenly spread arcs
+that the sampler converges to (``moons``, ``circles``), :func:`log_density` evaluates it and
 :func:`entropy` gives the data's true entropy in nats, the floor for any model's test NLL.
 """
 from __future__ import annotations
@@ -122,7 +123,37 @@ def _log_density_checkerboard(x):
                        torch.full_like(x[:, 0], -math.inf))
 
 
-_LOG_DENSITIES = {"8gaussians": _log_density_8gaussians, "checkerboard": _log_density_checkerboard}
+def _log_density_on_curves(x, curves, std, chunk=4096):
+    """Equal-weight curves, each a fine even grid of centres, blurred by N(0, std^2 I): moons, circles."""
+    log_norm = -math.log(2 * math.pi * std**2)
+    out = []
+    for xb in x.split(chunk):
+        per_curve = [torch.logsumexp(-((xb[:, None] - c) ** 2).sum(-1) / (2 * std**2), 1) - math.log(len(c))
+                     for c in curves]
+        out.append(torch.logsumexp(torch.stack(per_curve), 0) - math.log(len(curves)) + log_norm)
+    return torch.cat(out)
+
+
+def _arc(t, centre=(0.0, 0.0), radius=1.0, sign=1.0):
+    return torch.stack([centre[0] + sign * radius * torch.cos(t), centre[1] + sign * radius * torch.sin(t)], 1)
+
+
+def _log_density_moons(x, n=500):
+    # the generating process of _moons with n -> infinity: two half circles, noise 0.1, then *2 + shift
+    t = torch.linspace(0, math.pi, n, dtype=torch.float64)
+    shift = torch.tensor([-1.0, -0.2], dtype=torch.float64)
+    curves = [_arc(t) * 2 + shift, _arc(t, (1.0, 0.5), sign=-1.0) * 2 + shift]
+    return _log_density_on_curves(x, curves, 0.1 * 2)
+
+
+def _log_density_circles(x, n=500):
+    # the generating process of _circles with n -> infinity: radii 1 and 0.5, noise 0.08, then *3
+    t = torch.linspace(0, 2 * math.pi, n + 1, dtype=torch.float64)[:-1]
+    return _log_density_on_curves(x, [_arc(t) * 3, _arc(t, radius=0.5) * 3], 0.08 * 3)
+
+
+_LOG_DENSITIES = {"8gaussians": _log_density_8gaussians, "checkerboard": _log_density_checkerboard,
+                  "moons": _log_density_moons, "circles": _log_density_circles}
 HAS_DENSITY = tuple(_LOG_DENSITIES)
 
 

@@ -43,7 +43,7 @@ def test_unknown_toy_names_and_bad_sizes_are_rejected():
     with pytest.raises(ValueError, match="positive integer"):
         toy.sample("moons", 0)
     with pytest.raises(ValueError, match="no closed-form density"):
-        toy.log_density("moons", torch.zeros(1, 2))
+        toy.log_density("pinwheel", torch.zeros(1, 2))
 
 
 def test_numpy_generator_is_accepted():
