@@ -15,6 +15,7 @@ then read with ``torch.load(weights_only=True)`` (tensors and plain containers o
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -33,8 +34,8 @@ from .config import get_device, is_quick
 __all__ = [
     "PRETRAINED_DIR", "MAX_BYTES", "EVAL_SUBSET", "FORMAT", "PAPER_TABLE2", "PAPER_TABLE2_SOURCE", "paper_error",
     "Recipe", "RECIPES", "PretrainedError", "manifest", "names", "checkpoint_path", "sha256sum",
-    "model_from_bytes", "load_pretrained", "load_or_train", "read_history", "evaluate_test", "checkpoint_bytes",
-    "write_checkpoint", "write_entry",
+    "model_from_bytes", "load_pretrained", "load_or_train", "read_history", "test_transform", "evaluate_test",
+    "checkpoint_bytes", "write_checkpoint", "write_entry",
 ]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
@@ -132,6 +133,9 @@ RECIPES: dict[str, Recipe] = {
     **{f"mnist-c{c:g}": Recipe("mnist", c, **_MNIST) for c in (0.9, 0.8, 0.7, 0.6, 0.5)},
     "cifar10-vanilla": Recipe("cifar10", None, **_CIFAR10),
     "cifar10-c0.9": Recipe("cifar10", 0.9, **_CIFAR10),
+    # Density models (notebooks 07-08): the cpu flow preset with c = 0.9 on the same subsets.
+    "mnist-density": Recipe("mnist", 0.9, task="density", **_MNIST),
+    "cifar10-density": Recipe("cifar10", 0.9, task="density", **_CIFAR10),
 }
 
 
@@ -246,8 +250,9 @@ def load_or_train(name: str, train_now: bool | None = None, run_dir: str | os.Pa
         raise RuntimeError(f"training failed (see the error above): {recipe.command(run_dir)}")
     model, config, _state = train.load_run(run_dir, device)
     summary = json.loads((run_dir / "summary.json").read_text())
-    metrics = {**summary, "test_error_percent": 100 * (1 - summary["test_accuracy"]),
-               "train_seconds": 60 * summary["train_minutes"]}
+    metrics = {**summary, "train_seconds": 60 * summary["train_minutes"]}
+    if "test_accuracy" in summary:
+        metrics["test_error_percent"] = 100 * (1 - summary["test_accuracy"])
     return model, config, {"source": "trained", "name": name, "run_dir": str(run_dir), "coeff": recipe.coeff,
                            "dataset": recipe.dataset, "preset": recipe.preset,
                            "command": recipe.command(run_dir), "metrics": metrics,
@@ -258,12 +263,16 @@ def load_or_train(name: str, train_now: bool | None = None, run_dir: str | os.Pa
 # Evaluation on the real test set, writing checkpoints and manifest entries
 # ----------------------------------------------------------------------------------------
 
+def test_transform(config: train.TrainConfig):
+    """How test images become model inputs: normalised (classifier) or dequantised (density model)."""
+    return _data.Normalize.for_dataset(config.dataset) if config.task == "classify" else _data.dequantize
+
+
 def evaluate_test(model, config: train.TrainConfig, n_images: int | None = None) -> dict:
-    """Test accuracy and loss of a classifier on the first ``n_images`` test images (None: all)."""
+    """Test accuracy and loss (classifier) or bits/dim (density model) on the first ``n_images`` test images."""
     x, y = _data.load_dataset(config.dataset, "test")
     loader = _data.TensorLoader(x[:n_images], y[:n_images], config.test_batch_size, shuffle=False,
-                                transform=_data.Normalize.for_dataset(config.dataset),
-                                device=next(model.parameters()).device)
+                                transform=test_transform(config), device=next(model.parameters()).device)
     return train.evaluate(model, loader, config, loader.device)
 
 
@@ -302,8 +311,11 @@ def write_checkpoint(name: str, payload: bytes, directory: str | os.PathLike | N
 
 
 def write_entry(name: str, entry: dict, directory: str | os.PathLike | None = None) -> None:
-    """Add or replace one manifest entry (the manifest is re-read, then written atomically)."""
+    """Add or replace one manifest entry: under a lock, re-read the manifest, then write it atomically."""
     directory = Path(directory or PRETRAINED_DIR)
-    entries = {**manifest(directory), name: entry}
-    text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
-    _atomic_write_bytes(directory / MANIFEST, text.encode())
+    key = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"iresnet-mini-manifest-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two scripts updating different entries keep both
+        entries = {**manifest(directory), name: entry}
+        text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
+        _atomic_write_bytes(directory / MANIFEST, text.encode())

@@ -47,10 +47,14 @@ def shipped_metrics(payload: bytes, state: dict) -> dict:
     full = pretrained.evaluate_test(model, config)
     subset = pretrained.evaluate_test(model, config, pretrained.EVAL_SUBSET)
     x, _ = data.load_dataset(config.dataset, "test")
-    cert = train.certificate(model, data.Normalize.for_dataset(config.dataset)(x[:CERTIFICATE_IMAGES]), config)
-    return {"test_accuracy": full["test_accuracy"], "test_error_percent": 100 * (1 - full["test_accuracy"]),
-            "test_loss": full["test_loss"], "test_images": full["test_images"],
-            "subset_accuracy": subset["test_accuracy"], "subset_images": subset["test_images"],
+    cert_x = pretrained.test_transform(config)(x[:CERTIFICATE_IMAGES], torch.Generator().manual_seed(0))
+    cert = train.certificate(model, cert_x, config)
+    if config.task == "classify":
+        figures = {"test_accuracy": full["test_accuracy"], "test_error_percent": 100 * (1 - full["test_accuracy"]),
+                   "test_loss": full["test_loss"], "subset_accuracy": subset["test_accuracy"]}
+    else:
+        figures = {"test_bits_per_dim": full["test_bits_per_dim"], "subset_bits_per_dim": subset["test_bits_per_dim"]}
+    return {**figures, "test_images": full["test_images"], "subset_images": subset["test_images"],
             "epochs": state["epoch"], "steps": state["step"], "train_seconds": state["elapsed_s"],
             "params": state["params"], "certificate": cert}
 
@@ -112,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         entry = make(name, dataclasses.replace(pretrained.RECIPES[name], **overrides), args.directory)
         m = entry["metrics"]
-        print(f"[{name}] test accuracy {100 * m['test_accuracy']:.2f}% ({m['test_images']} images), "
-              f"first {m['subset_images']}: {100 * m['subset_accuracy']:.2f}%, {m['epochs']} epochs, "
+        test, first = ((f"accuracy {100 * m['test_accuracy']:.2f}%", f"{100 * m['subset_accuracy']:.2f}%")
+                       if "test_accuracy" in m else
+                       (f"{m['test_bits_per_dim']:.4f} bits/dim", f"{m['subset_bits_per_dim']:.4f} bits/dim"))
+        print(f"[{name}] test {test} ({m['test_images']} images), "
+              f"first {m['subset_images']}: {first}, {m['epochs']} epochs, "
               f"{m['train_seconds'] / 60:.1f} min, {entry['bytes'] / 1e6:.2f} MB ({entry['dtype']}), "
               f"reconstruction max error {m['certificate']['reconstruction_max_abs_error']}", flush=True)
     return 0

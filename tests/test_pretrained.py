@@ -1,0 +1,221 @@
+"""Shipped checkpoints: verified before unpickling, small, and their manifest figures reproduce exactly."""
+import dataclasses
+import io
+import json
+
+import pytest
+import torch
+
+from iresnet_mini import models, pretrained, train
+
+ENTRIES = pretrained.manifest()
+CLASSIFIERS = sorted(n for n, e in ENTRIES.items() if e.get("task") == "classify")
+MNIST_ENTRIES = [n for n in CLASSIFIERS if ENTRIES[n]["dataset"] == "mnist"]
+CIFAR_ENTRIES = [n for n in CLASSIFIERS if ENTRIES[n]["dataset"] == "cifar10"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a busy CPU it is faster, and the figures do not depend on it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _tiny_model(coeff=0.9, in_shape=(1, 28, 28)):
+    model = models.IResNetClassifier(models.classifier_config("tiny", in_shape, coeff=coeff))
+    model.train()
+    with torch.no_grad():  # ActNorm's data-dependent initialisation
+        model(torch.randn(16, *in_shape, generator=torch.Generator().manual_seed(0)))
+    return model.eval()
+
+
+def _tiny_config():
+    return train.make_config("classify", "mnist", "tiny", model={"coeff": 0.9})
+
+
+@pytest.fixture
+def shipped_copy(tmp_path):
+    """A directory holding one tiny checkpoint and its manifest entry."""
+    payload, dtype = pretrained.checkpoint_bytes(_tiny_model(), _tiny_config())
+    pretrained.write_checkpoint("tiny", payload, tmp_path)
+    pretrained.write_entry("tiny", {"file": "tiny.pt", "sha256": pretrained.sha256sum(payload),
+                                    "bytes": len(payload), "dtype": dtype}, tmp_path)
+    return tmp_path
+
+
+# --- the shipped files --------------------------------------------------------------------
+
+def test_every_classifier_recipe_is_shipped_and_every_checkpoint_has_a_recipe():
+    wanted = sorted(n for n, r in pretrained.RECIPES.items() if r.task == "classify")
+    assert CLASSIFIERS == wanted, "run scripts/make_pretrained.py for the missing names"
+    assert set(ENTRIES) <= set(pretrained.RECIPES)
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_shipped_file_is_small_and_matches_its_sha256(name):
+    entry = ENTRIES[name]
+    payload = pretrained.checkpoint_path(name).read_bytes()
+    assert len(payload) == entry["bytes"] <= pretrained.MAX_BYTES
+    assert pretrained.sha256sum(payload) == entry["sha256"]
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_manifest_command_is_the_recipe_of_its_model(name):
+    entry = ENTRIES[name]
+    model, config, _ = pretrained.load_pretrained(name)
+    assert entry["command"].startswith("python -m iresnet_mini.train --task classify")
+    assert f"--dataset {entry['dataset']}" in entry["command"]
+    assert ("--vanilla" in entry["command"]) == (entry["coeff"] is None) == (model.config.coeff is None)
+    assert config.dataset == entry["dataset"] and model.config.coeff == entry["coeff"]
+    assert entry["metrics"]["test_images"] == 10_000
+    assert entry["metrics"]["subset_images"] == pretrained.EVAL_SUBSET
+
+
+def _reevaluate(name):
+    model, config, entry = pretrained.load_pretrained(name)
+    result = pretrained.evaluate_test(model, config, pretrained.EVAL_SUBSET)
+    assert result["test_images"] == entry["metrics"]["subset_images"]
+    assert result["test_accuracy"] == entry["metrics"]["subset_accuracy"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MNIST_ENTRIES)
+def test_mnist_checkpoint_reproduces_its_manifest_accuracy(mnist_available, name):
+    _reevaluate(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CIFAR_ENTRIES)
+def test_cifar_checkpoint_reproduces_its_manifest_accuracy(cifar_available, name):
+    _reevaluate(name)
+
+
+@pytest.mark.parametrize("name", [n for n in CLASSIFIERS if ENTRIES[n]["coeff"] is not None])
+def test_shipped_i_resnets_are_certified_and_invertible(name):
+    cert = ENTRIES[name]["metrics"]["certificate"]
+    assert cert["all_below_coeff"] and cert["inverse_converged"]
+    assert all(t["operator_norm"] <= cert["coeff"] * 1.01 for t in cert["true_norms"])
+    assert cert["reconstruction_max_abs_error"] < 1e-3
+
+
+# --- verification before unpickling ---------------------------------------------------------
+
+def test_verified_checkpoint_loads_to_the_same_model(shipped_copy):
+    model, config, entry = pretrained.load_pretrained("tiny", directory=shipped_copy)
+    reference = _tiny_model()
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(model(x), reference(x), atol=1e-6)
+    assert config.dataset == "mnist" and entry["dtype"] == "float32"
+
+
+def test_tampered_checkpoint_is_rejected_before_unpickling(shipped_copy, monkeypatch):
+    path = shipped_copy / "tiny.pt"
+    payload = bytearray(path.read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    path.write_bytes(bytes(payload))
+
+    def must_not_unpickle(*args, **kwargs):
+        raise AssertionError("torch.load was called on an unverified file")
+
+    monkeypatch.setattr(torch, "load", must_not_unpickle)
+    with pytest.raises(pretrained.PretrainedError, match="sha256"):
+        pretrained.load_pretrained("tiny", directory=shipped_copy)
+
+
+def test_unknown_name_lists_the_shipped_ones(shipped_copy):
+    with pytest.raises(pretrained.PretrainedError, match="shipped are: tiny"):
+        pretrained.load_pretrained("mnist-c0.1", directory=shipped_copy)
+
+
+def test_missing_file_says_how_to_get_it_back(shipped_copy):
+    (shipped_copy / "tiny.pt").unlink()
+    with pytest.raises(pretrained.PretrainedError, match="missing.*make_pretrained.py tiny"):
+        pretrained.load_pretrained("tiny", directory=shipped_copy)
+
+
+def test_foreign_pickle_with_the_right_hash_is_refused(tmp_path):
+    buffer = io.BytesIO()
+    torch.save({"weights": torch.zeros(3)}, buffer)
+    pretrained.write_checkpoint("other", buffer.getvalue(), tmp_path)
+    pretrained.write_entry("other", {"file": "other.pt", "sha256": pretrained.sha256sum(buffer.getvalue())}, tmp_path)
+    with pytest.raises(pretrained.PretrainedError, match="not a pretrained checkpoint"):
+        pretrained.load_pretrained("other", directory=tmp_path)
+
+
+# --- writing checkpoints and the manifest ----------------------------------------------------
+
+def test_weights_fall_back_to_float16_when_float32_is_too_big(monkeypatch):
+    model = _tiny_model()
+    size32 = len(pretrained.checkpoint_bytes(model, _tiny_config())[0])
+    monkeypatch.setattr(pretrained, "MAX_BYTES", size32 - 1)
+    payload, dtype = pretrained.checkpoint_bytes(model, _tiny_config())
+    assert dtype == "float16" and len(payload) < size32
+    restored, _ = pretrained.model_from_bytes(payload)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(restored(x), model(x), atol=5e-2)
+
+
+def test_a_model_too_big_even_in_float16_is_refused(monkeypatch):
+    monkeypatch.setattr(pretrained, "MAX_BYTES", 1000)
+    with pytest.raises(pretrained.PretrainedError, match="even in float16"):
+        pretrained.checkpoint_bytes(_tiny_model(), _tiny_config())
+
+
+def test_write_entry_keeps_the_other_entries(tmp_path):
+    pretrained.write_entry("a", {"file": "a.pt"}, tmp_path)
+    pretrained.write_entry("b", {"file": "b.pt"}, tmp_path)
+    pretrained.write_entry("a", {"file": "a2.pt"}, tmp_path)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {"a": {"file": "a2.pt"}, "b": {"file": "b.pt"}}
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # no temporary files left
+
+
+# --- recipes and load_or_train ---------------------------------------------------------------
+
+def test_recipe_command_is_what_the_cli_parses():
+    recipe = pretrained.Recipe("mnist", 0.7, epochs=2, train_subset=512, batch_size=32, threads=1)
+    args = train._parser().parse_args(recipe.argv() + ["--out", "x"])
+    config = train.config_from_args(args)
+    assert recipe.mismatches(json.loads(json.dumps(dataclasses.asdict(config)))) == []
+    assert recipe.command("runs/x").endswith("--out runs/x")
+
+
+def test_recipe_mismatch_names_the_differing_settings():
+    config = {"task": "classify", "dataset": "mnist", "preset": "cpu", "seed": 0, "model": {"coeff": 0.9},
+              "train_subset": None, "epochs": 1, "time_budget_min": None}
+    assert pretrained.Recipe("mnist", None, train_subset=None).mismatches(config) == [
+        "coeff: run has 0.9, recipe wants None"]
+
+
+def test_quick_mode_loads_the_shipped_file(monkeypatch, shipped_copy):
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", shipped_copy)
+    monkeypatch.setitem(pretrained.RECIPES, "tiny", pretrained.Recipe("mnist", 0.9, preset="tiny"))
+    _, _, info = pretrained.load_or_train("tiny", train_now=False)
+    assert info["source"] == "shipped"
+
+
+@pytest.mark.slow
+def test_load_or_train_trains_resumes_and_protects_other_runs(mnist_available, tmp_path):
+    run = tmp_path / "run"
+    recipe = dict(preset="tiny", epochs=1, train_subset=256, batch_size=64, threads=1)
+    model, config, info = pretrained.load_or_train("mnist-c0.9", train_now=True, run_dir=run, **recipe)
+    assert info["source"] == "trained" and len(info["history"]) == 1 and config.preset == "tiny"
+    before = (run / "checkpoint.pt").stat().st_mtime_ns
+    pretrained.load_or_train("mnist-c0.9", train_now=True, run_dir=run, **recipe)  # finished: just loaded
+    assert (run / "checkpoint.pt").stat().st_mtime_ns == before
+    with pytest.raises(FileExistsError, match="coeff"):
+        pretrained.load_or_train("mnist-vanilla", train_now=True, run_dir=run, **recipe)
+
+
+# --- the paper's numbers ----------------------------------------------------------------------
+
+def test_paper_table2_numbers_by_coefficient():
+    assert pretrained.paper_error("mnist", 0.9) == 0.40
+    assert pretrained.paper_error("cifar10", None) == 6.69
+    assert pretrained.paper_error("cifar10", 0.5) > pretrained.paper_error("cifar10", 0.9)
+    with pytest.raises(ValueError, match="no column 'c=0.3'"):
+        pretrained.paper_error("mnist", 0.3)
+    with pytest.raises(ValueError, match="no data set"):
+        pretrained.paper_error("svhn", 0.9)
+
