@@ -85,7 +85,7 @@ class TrainConfig:
     augment: str | None = None              # "shift" (MNIST), "crop_flip" (CIFAR), "flip", None
     shift: int = 2                          # pixels of random shift for "shift"
     logit_alpha: float | None = None        # density: logit(alpha + (1-2 alpha) x); None: x - 0.5
-    eval_n_terms: int = 10                  # density: series terms when evaluating log p(x)
+    eval_n_terms: int = 10                  # density: exact series terms of the unbiased test estimator
     init_batch: int = 512                   # images for ActNorm's data-dependent initialisation
     amp: bool = False                       # bfloat16 autocast of the classifier's forward pass
     channels_last: bool = False
@@ -244,11 +244,14 @@ def compute_loss(model, x, y, config: TrainConfig, device: torch.device):
 
 @contextlib.contextmanager
 def _eval_estimator(model, config: TrainConfig):
-    """Evaluate log-dets with ``eval_n_terms`` series terms, then restore the training estimator."""
+    """Test log-dets by the unbiased estimator (``eval_n_terms`` exact terms, then Russian roulette).
+
+    Unbiased, so the test bits/dim carry no truncation bias, whatever the training estimator.
+    """
     if config.task != "density":
         yield
         return
-    set_estimator(model, "series", n_terms=config.eval_n_terms, n_samples=1)
+    set_estimator(model, "unbiased", n_exact_terms=config.eval_n_terms, n_samples=1)
     try:
         yield
     finally:
@@ -387,14 +390,32 @@ def certificate(model, x: torch.Tensor, config: TrainConfig, n_true_norms: int =
     """Spectral norms to tolerance (<= c?), true operator norms of a few layers, inverse error on x.
 
     ``x`` is a batch of test inputs as the model sees them (normalised or dequantised images).
-    The fixed-point inverse runs to 1e-5 or ``max_iter`` iterations per block.
+    The fixed-point inverse runs to 1e-5 or ``max_iter`` iterations per block. On a GPU, TF32
+    is switched off meanwhile, so that the estimates are float32-accurate.
     """
+    with _no_tf32():
+        return _certificate(model, x, config, n_true_norms, max_iter)
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _certificate(model, x, config, n_true_norms, max_iter) -> dict:
     model.eval()
     layers = lipschitz.certify(model)
-    convs = [m for m in model.modules() if isinstance(m, lipschitz.LipschitzConv2d) and m.v.numel()]
-    picks = sorted({0, len(convs) // 2, len(convs) - 1})[:n_true_norms] if convs else []
-    true_norms = [{"layer": i, "input_shape": list(convs[i].v.shape[1:]),
-                   "operator_norm": lipschitz.operator_norm(convs[i], convs[i].v.shape[1:], method="power",
+    shapes = _conv_input_shapes(model, x[:1], config)
+    names = list(shapes)
+    picks = sorted({0, len(names) // 2, len(names) - 1})[:n_true_norms] if names else []
+    modules = dict(model.named_modules())
+    true_norms = [{"layer": names[i], "input_shape": list(shapes[names[i]]),
+                   "operator_norm": lipschitz.operator_norm(modules[names[i]], shapes[names[i]], method="power",
                                                             n_iter=300)}
                   for i in picks]
     coeff = model.config.coeff
@@ -409,6 +430,27 @@ def certificate(model, x: torch.Tensor, config: TrainConfig, n_true_norms: int =
     }
     result.update(reconstruction(model, x, config, max_iter))
     return result
+
+
+@torch.no_grad()
+def _conv_input_shapes(model, x, config: TrainConfig) -> dict:
+    """{name: (C, H, W)} of the input of every convolution, from one forward pass."""
+    shapes, hooks = {}, []
+
+    def record(name):
+        def hook(module, args, output):
+            shapes.setdefault(name, tuple(args[0].shape[1:]))
+        return hook
+
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(record(name)))
+    try:
+        model(x if config.task == "classify" else preprocess(x, config.logit_alpha)[0])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
 
 
 @torch.no_grad()
@@ -469,6 +511,8 @@ def _setup(config: TrainConfig):
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = get_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     seed_everything(config.seed)
     train_loader, test_loader, full_test_loader, in_shape, n_classes = make_loaders(config, device)
     arch = model_config(config, in_shape, n_classes)
@@ -504,7 +548,7 @@ def train(config: TrainConfig, out: str | os.PathLike, resume: bool = False, pro
         state.update(checkpoint["state"])
         _set_rng_state(checkpoint["rng"], device)
         _write_metrics(out / "metrics.jsonl", state["history"])
-        if state["finished"]:
+        if state["finished"] and (out / "summary.json").is_file():
             return json.loads((out / "summary.json").read_text())
     step_model = torch.compile(model) if config.compile else model
     total_steps = config.epochs * len(train_loader) if config.epochs is not None else None
@@ -546,7 +590,9 @@ def _train_epoch(step_model, model, optimizer, loader, config, device, state, to
     """One pass over the training data (or until the time budget is spent); updates ``state``."""
     model.train()
     budget_s = 60 * config.time_budget_min if config.time_budget_min is not None else math.inf
-    loss_sum, correct, seen, partial = 0.0, 0, 0, False
+    check_every = 1 if device.type == "cpu" else 25  # reading the loss waits for the GPU
+    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
+    seen, partial = 0, False
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress)
     for x, y in bar:
@@ -558,30 +604,35 @@ def _train_epoch(step_model, model, optimizer, loader, config, device, state, to
         for group in optimizer.param_groups:
             group["lr"] = config.lr * factor
         loss, n_correct = compute_loss(step_model, x, y, config, device)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the training loss became {value} at epoch {epoch}, step {state['step'] + 1}; stopped. "
-                f"The last good checkpoint (epoch {state['epoch']}) is kept in {out / CHECKPOINT}. "
-                "Try a smaller learning rate (--lr) or a smaller Lipschitz coefficient (--coeff).")
+        loss_sum += loss.detach() * len(y)
+        if (state["step"] + 1) % check_every == 0:  # before the update: a NaN never reaches the weights on CPU
+            _check_finite(loss_sum, epoch, state, out)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         state["step"] += 1
-        loss_sum += value * len(y)
-        correct += int(n_correct) if n_correct is not None else 0
+        correct += n_correct if n_correct is not None else 0
         seen += len(y)
-        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+    _check_finite(loss_sum, epoch, state, out)
     epoch_s = time.perf_counter() - start
     state["elapsed_s"] += epoch_s
-    record = {"epoch": epoch, "step": state["step"], "train_loss": loss_sum / max(seen, 1),
+    record = {"epoch": epoch, "step": state["step"], "train_loss": float(loss_sum) / max(seen, 1),
               "lr": optimizer.param_groups[0]["lr"], "epoch_s": epoch_s, "elapsed_s": state["elapsed_s"],
               "train_images": seen}
     if config.task == "classify":
-        record["train_accuracy"] = correct / max(seen, 1)
+        record["train_accuracy"] = int(correct) / max(seen, 1)
     if partial:
         record["partial"] = True
     return record
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, state: dict, out: Path) -> None:
+    if not torch.isfinite(loss_sum):
+        raise NonFiniteLossError(
+            f"the training loss became {float(loss_sum)} in epoch {epoch} (by step {state['step'] + 1}); "
+            f"stopped. The last good checkpoint (epoch {state['epoch']}) is kept in {out / CHECKPOINT}. "
+            "Try a smaller learning rate (--lr) or a smaller Lipschitz coefficient (--coeff).")
 
 
 def _finish(model, config: TrainConfig, device, full_test_loader, state) -> dict:
