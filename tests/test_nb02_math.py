@@ -14,6 +14,15 @@ from iresnet_mini.blocks import conv_branch, mlp_branch
 from iresnet_mini.lipschitz import LipschitzConv2d, LipschitzLinear, certify, operator_norm, reshaped_kernel_norm
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tensors here are small: one thread is fastest, and two can stall each other on a busy CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def sample(dim: int, n: int = 128, seed: int = 0) -> torch.Tensor:
     return 0.5 * torch.randn(n, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
