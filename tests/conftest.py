@@ -15,6 +15,8 @@ if not os.environ.get("IRESNET_MINI_DATA") and SHARED_DATA.is_dir():
     os.environ["IRESNET_MINI_DATA"] = str(SHARED_DATA)
 # Tests (and notebooks they execute) run at CPU size unless a mode is chosen explicitly.
 os.environ.setdefault("IRESNET_MINI_MODE", "quick")
+# OpenMP threads that spin while waiting make small ops many times slower on a busy machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 matplotlib.use("Agg")
 
 from iresnet_mini import data  # noqa: E402  (after the environment is set)
