@@ -290,10 +290,11 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 
 def checkpoint_bytes(model, config: train.TrainConfig) -> tuple[bytes, str]:
-    """(file contents, weight dtype): weights + configs, float32, or float16 weights if needed to fit MAX_BYTES."""
+    """(file contents, dtype): weights + configs in float32, or if that exceeds MAX_BYTES, the weights and
+    the power-iteration vectors u, v in float16 (other buffers stay float32)."""
     for dtype in ("float32", "float16"):
-        state = {k: v.detach().cpu().to(getattr(torch, dtype)) if v.is_floating_point() and k.endswith("weight")
-                 else v.detach().cpu() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().to(getattr(torch, dtype)) if k.endswith(("weight", ".u", ".v"))
+                 and v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
         buffer = io.BytesIO()
         torch.save({"format": FORMAT, "model": state, "model_config": models.config_to_dict(model.config),
                     "train_config": dataclasses.asdict(config), "dtype": dtype}, buffer)

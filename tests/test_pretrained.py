@@ -24,6 +24,7 @@ def one_thread():
 
 
 def _tiny_model(coeff=0.9, in_shape=(1, 28, 28)):
+    torch.manual_seed(0)
     model = models.IResNetClassifier(models.classifier_config("tiny", in_shape, coeff=coeff))
     model.train()
     with torch.no_grad():  # ActNorm's data-dependent initialisation
