@@ -186,3 +186,47 @@ def check_conv_normalised(layer, input_shape=(4, 16, 16), target: float = 0.9) -
     return verdict(ok, f"its operator norm is {norm:.4f}; its reshaped-kernel norm is {reshaped_kernel_norm(layer):.4f}.",
                    f"its operator norm on {tuple(input_shape)} inputs is not {target} yet: measure the operator "
                    "norm on those inputs (not the reshaped kernel's) and rescale the weight by target / norm.")
+
+
+# --- notebook 04: 2D densities --------------------------------------------------------------
+import numpy as np  # noqa: E402
+
+from .toyflows import log_det_identity_plus  # noqa: E402
+
+__all__ += ["check_logdet_2x2", "check_density_mass", "check_checkerboard_entropy"]
+
+
+def check_logdet_2x2(logdet_2x2) -> bool:
+    """Ex. 04.1: a function J (batch, 2, 2) -> log det(I + J) per sample, by the closed 2x2 formula."""
+    g = torch.Generator().manual_seed(4)
+    jac = torch.randn(64, 2, 2, generator=g, dtype=torch.float64)
+    jac = jac * (0.9 / torch.linalg.matrix_norm(jac, ord=2))[:, None, None]  # ||J|| = 0.9 < 1, as in a block
+    try:
+        answer = torch.as_tensor(logdet_2x2(jac), dtype=torch.float64)
+    except Exception as error:
+        return verdict(False, "", f"your function raised {type(error).__name__}: {error}")
+    expected = log_det_identity_plus(jac)
+    ok = answer.shape == expected.shape and bool(torch.allclose(answer, expected, atol=1e-10))
+    return verdict(ok, "log((1 + J11)(1 + J22) - J12 J21), one value per sample, as in log_det_identity_plus.",
+                   "return one number per sample (shape (batch,)); det [[a, b], [c, d]] = ad - bc, and "
+                   "the matrix is I + J, not J.")
+
+
+def check_density_mass(mass, log_p_grid, extent) -> bool:
+    """Ex. 04.2: the probability mass of a learned density on its plotted grid (a Riemann sum)."""
+    n = log_p_grid.shape[0]
+    cell = ((extent[1] - extent[0]) / (n - 1)) * ((extent[3] - extent[2]) / (n - 1))
+    expected = float(np.exp(log_p_grid).sum() * cell)
+    ok = close_to(mass, expected, rtol=0.02)
+    return verdict(ok, f"{expected:.3f}: a normalised density, and almost all of its mass lies on the square "
+                       "the data lives on (change of variables keeps the total at 1).",
+                   "sum exp(log p) over the grid and multiply by the area of one cell: the grid has n points "
+                   "per side from -lim to lim, so a cell is (2 lim / (n - 1)) squared.")
+
+
+def check_checkerboard_entropy(answer) -> bool:
+    """Ex. 04.3: the entropy of the checkerboard data (uniform on 8 squares of side 2), in nats."""
+    ok = close_to(answer, math.log(32.0), rtol=1e-4)
+    return verdict(ok, f"log 32 = {math.log(32.0):.4f} nats: a uniform density 1/A has entropy log A.",
+                   "the density is uniform, p = 1/A on its support; H = -E[log p] = log A. What is the area A "
+                   "of 8 squares of side 2?")
