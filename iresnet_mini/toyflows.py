@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,21 +27,27 @@ from . import toy
 from .blocks import mlp_branch
 from .flows import ActNorm, ResidualFlowLayer, SequentialFlow, set_estimator
 from .lipschitz import LipschitzLinear, LipSwish, get_activation
+from .logdet import jacobian
 
 __all__ = [
     "iresnet_flow", "coupling_flow", "AffineCoupling", "count_parameters", "mlp_jacobian",
     "log_det_identity_plus", "exact_log_prob", "train_toy", "test_nll", "log_density_grid",
-    "ToyResult", "fit_toy", "ToyFlowCache", "bench_main", "BENCH_CONFIG", "TEST_POINTS", "ScaledActNorm",
-    "LOGDET_MODES",
+    "ToyResult", "fit_toy", "ToyFlowCache", "bench_main", "TOY_SHAPE", "TOY_IRESNET", "TOY_TRAINING",
+    "TEST_POINTS", "ScaledActNorm", "model_kwargs",
+    "LOGDET_MODES", "MODELS", "build_model", "data_entropy", "time_exact_logdet", "ENTROPY_POINTS",
+    "true_test_nll", "INVERSE_MAX_ITER",
 ]
 
+INVERSE_MAX_ITER = 500         # fixed-point iterations at most per block when sampling
 TEST_POINTS = 10_000           # fresh test points for the NLL (the benchmark's protocol)
 TEST_SEED_OFFSET = 1_000_003   # test points never share a seed with the training stream
 LOGDET_MODES = ("exact", "series", "unbiased")
 
-# The benchmark's model and optimiser: one place, read by bench_main and the notebook.
-BENCH_CONFIG = dict(n_blocks=10, hidden=128, n_hidden_layers=3, coeff=0.97, activation="lipswish",
-                    batch_size=512, lr=2e-3)
+# The tuned settings (bench_main and notebook 04 read them here): the shape both models share,
+# the i-ResNet's own options, and the optimiser.
+TOY_SHAPE = dict(n_blocks=16, hidden=64, n_hidden_layers=3)
+TOY_IRESNET = dict(coeff=0.97, activation="elu", working_std=40.0)
+TOY_TRAINING = dict(batch_size=512, lr=1e-2)
 
 
 # --- the two models ------------------------------------------------------------------------
@@ -59,8 +66,8 @@ class ScaledActNorm(ActNorm):
         self.log_scale.add_(math.log(self.std))
 
 
-def iresnet_flow(dim: int = 2, n_blocks: int = 10, hidden: int = 128, n_hidden_layers: int = 3,
-                 coeff: float = 0.97, activation: str = "elu", working_std: float = 20.0,
+def iresnet_flow(dim: int = 2, n_blocks: int = 16, hidden: int = 64, n_hidden_layers: int = 3,
+                 coeff: float = 0.97, activation: str = "elu", working_std: float = 40.0,
                  n_power_iterations: int = 1, estimator: str = "series", **estimator_kwargs) -> SequentialFlow:
     """An i-ResNet flow for vectors (Sec. 3): ActNorm, then n_blocks x (x + g(x), ActNorm).
 
@@ -68,14 +75,16 @@ def iresnet_flow(dim: int = 2, n_blocks: int = 10, hidden: int = 128, n_hidden_l
     maps to unit scale for the N(0, I) base). Spectral normalisation spreads a slope of at
     most c over ``hidden`` units, so at unit scale each unit sees a nearly constant
     pre-activation and the branch starts almost linear; on a wider scale it starts non-linear
-    and training leaves the Gaussian fit at once.
+    and training leaves the Gaussian fit at once. The inverse (Alg. 1) iterates to a
+    tolerance of 1e-5 relative to that scale.
     """
     if not isinstance(n_blocks, int) or n_blocks < 1:
         raise ValueError(f"n_blocks must be a positive integer, got {n_blocks!r}")
     layers: list[nn.Module] = [ScaledActNorm(dim, working_std)]
     for i in range(n_blocks):
         branch = mlp_branch(dim, hidden, n_hidden_layers, coeff, activation, n_power_iterations)
-        layers.append(ResidualFlowLayer(branch, estimator=estimator, **estimator_kwargs))
+        layers.append(ResidualFlowLayer(branch, estimator=estimator, inverse_max_iter=INVERSE_MAX_ITER,
+                                        inverse_atol=1e-5 * working_std, **estimator_kwargs))
         layers.append(ScaledActNorm(dim, working_std if i < n_blocks - 1 else 1.0))
     return SequentialFlow(layers, event_shape=(dim,))
 
@@ -119,7 +128,7 @@ class AffineCoupling(nn.Module):
         return (y - t) * torch.exp(-s)
 
 
-def coupling_flow(dim: int = 2, n_layers: int = 10, hidden: int = 128, n_hidden_layers: int = 3,
+def coupling_flow(dim: int = 2, n_layers: int = 16, hidden: int = 64, n_hidden_layers: int = 3,
                   activation: str = "relu", actnorm: bool = True) -> SequentialFlow:
     """The Glow-style baseline of Fig. 2: [ActNorm] then n_layers x (coupling, [ActNorm]), masks alternating."""
     if not isinstance(n_layers, int) or n_layers < 1:
@@ -310,9 +319,17 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
 ENTROPY_POINTS = 50_000  # Monte Carlo points for the data's entropy where it is not exact
 
 
+@functools.lru_cache(maxsize=None)
 def data_entropy(dataset: str, n: int = ENTROPY_POINTS) -> float | None:
     """The data's true entropy in nats (the floor for the test NLL), or None where the density is unknown."""
     return toy.entropy(dataset, n=n) if dataset in toy.HAS_DENSITY else None
+
+
+def true_test_nll(dataset: str, n: int = TEST_POINTS, seed: int = 0) -> float | None:
+    """The true density's NLL on the test points of :func:`test_nll` (their own floor), or None if unknown."""
+    if dataset not in toy.HAS_DENSITY:
+        return None
+    return float(-toy.log_density(dataset, _test_points(dataset, n, seed)).mean())
 
 
 @torch.no_grad()
@@ -333,15 +350,28 @@ def log_density_grid(flow: SequentialFlow, lim: float = 4.5, n: int = 200, batch
 MODELS = ("iresnet", "coupling")
 
 
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}: use one of {MODELS}")
+
+
+def model_kwargs(model: str, **changes) -> dict:
+    """The tuned settings of 'iresnet' (TOY_SHAPE and TOY_IRESNET) or 'coupling' (TOY_SHAPE), with changes."""
+    _check_model(model)
+    return {**TOY_SHAPE, **(TOY_IRESNET if model == "iresnet" else {}), **changes}
+
+
 def build_model(model: str = "iresnet", **kwargs) -> SequentialFlow:
-    """The i-ResNet flow (:func:`iresnet_flow`) or the coupling baseline (:func:`coupling_flow`) by name."""
+    """The i-ResNet flow (:func:`iresnet_flow`) or the coupling baseline (:func:`coupling_flow`) by name.
+
+    Both take ``n_blocks`` (for the coupling flow: its number of coupling layers).
+    """
+    _check_model(model)
     if model == "iresnet":
         return iresnet_flow(**kwargs)
-    if model == "coupling":
-        if "n_blocks" in kwargs:
-            kwargs["n_layers"] = kwargs.pop("n_blocks")
-        return coupling_flow(**kwargs)
-    raise ValueError(f"unknown model {model!r}: use one of {MODELS}")
+    if "n_blocks" in kwargs:
+        kwargs["n_layers"] = kwargs.pop("n_blocks")
+    return coupling_flow(**kwargs)
 
 
 @dataclass
@@ -369,23 +399,25 @@ class ToyResult:
         return self.records[-1]["seconds"]
 
 
-def fit_toy(dataset: str, model: str = "iresnet", steps: int = 1000, coeff: float = 0.97,
-            logdet: str = "exact", seed: int = 0, batch_size: int = 512, lr: float = 2e-3,
+def fit_toy(dataset: str, model: str = "iresnet", steps: int = 1000, logdet: str = "exact", seed: int = 0,
+            batch_size: int = TOY_TRAINING["batch_size"], lr: float = TOY_TRAINING["lr"],
             eval_every: int | None = None, eval_points: int = TEST_POINTS, grid: int = 200,
-            n_samples: int = 2000, entropy: float | None = None, estimator_kwargs: dict | None = None,
-            **model_kwargs) -> ToyResult:
-    """Build, train (:func:`train_toy`) and evaluate one toy model; samples by inverting the flow."""
+            n_samples: int = 2000, entropy_points: int = ENTROPY_POINTS, estimator_kwargs: dict | None = None,
+            **kwargs) -> ToyResult:
+    """Build (``kwargs`` to :func:`build_model`), train (:func:`train_toy`) and evaluate one toy model.
+
+    The result holds the test NLL, the density on a grid and samples drawn by inverting the flow.
+    """
     torch.manual_seed(seed)
-    if model == "iresnet":
-        model_kwargs["coeff"] = coeff
-    flow = build_model(model, **model_kwargs)
+    flow = build_model(model, **kwargs)
     records = train_toy(flow, dataset, steps=steps, batch_size=batch_size, lr=lr, logdet=logdet, seed=seed,
                         eval_every=eval_every, eval_points=eval_points, **(estimator_kwargs or {}))
     flow.eval()
     log_p, extent = log_density_grid(flow, n=grid)
     samples = flow.sample(n_samples, generator=torch.Generator().manual_seed(seed)).numpy()
-    return ToyResult(dataset, model, coeff if model == "iresnet" else None, logdet, flow, records,
-                     count_parameters(flow), entropy, log_p, extent, samples)
+    coeff = kwargs.get("coeff", TOY_IRESNET["coeff"]) if model == "iresnet" else None
+    return ToyResult(dataset, model, coeff, logdet, flow, records, count_parameters(flow),
+                     data_entropy(dataset, entropy_points), log_p, extent, samples)
 
 
 class ToyFlowCache:
@@ -410,7 +442,8 @@ class ToyFlowCache:
         """The cached result, or a model trained now (``steps`` steps) and cached."""
         key = self.key(dataset, coeff, model)
         if key not in self._results:
-            self._results[key] = fit_toy(dataset, model, self.steps, coeff=key[2], **self.fit_kwargs)
+            options = {**self.fit_kwargs, **({"coeff": key[2]} if model == "iresnet" else {})}
+            self._results[key] = fit_toy(dataset, model, self.steps, **options)
         return self._results[key]
 
     def fill(self, datasets, coeffs, model: str = "iresnet") -> None:
@@ -420,35 +453,55 @@ class ToyFlowCache:
                 self.get(dataset, coeff, model)
 
 
-def bench_main(dataset: str, minutes: float, seed: int = 0, threads: int | None = 1,
-               config: dict | None = None) -> dict:
-    """Train the i-ResNet flow of :data:`BENCH_CONFIG` for ``minutes`` of training time.
+def bench_main(dataset: str, minutes: float, seed: int = 0, threads: int | None = 1, **changes) -> dict:
+    """Train the tuned i-ResNet flow (:func:`model_kwargs`, TOY_TRAINING) for ``minutes`` of training time.
 
     Prints one line per evaluation (elapsed training seconds, step, exact test NLL on
     :data:`TEST_POINTS` fresh points) and ends with ``NAME: test NLL X nats after T s
-    (entropy H)``. ``threads`` sets torch's CPU threads (None leaves them). Returns the
-    records and the final numbers.
+    (entropy H)``. ``threads`` sets torch's CPU threads (None leaves them; one thread is
+    fastest for these small matrices on a busy machine); ``changes`` alter the model.
+    Returns the records and the final numbers.
     """
     if not minutes > 0:
         raise ValueError(f"minutes must be > 0, got {minutes!r}")
-    config = {**BENCH_CONFIG, **(config or {})}
+    config = model_kwargs("iresnet", **changes)
     if threads is not None:
         torch.set_num_threads(threads)
     entropy = data_entropy(dataset)
     torch.manual_seed(seed)
-    train_keys = ("batch_size", "lr")
-    flow = iresnet_flow(**{k: v for k, v in config.items() if k not in train_keys})
-    print(f"{dataset}: i-ResNet flow, {count_parameters(flow)} parameters, {config}, "
+    flow = iresnet_flow(**config)
+    floor = true_test_nll(dataset, TEST_POINTS, seed)
+    print(f"{dataset}: i-ResNet flow, {count_parameters(flow)} parameters, {config}, {TOY_TRAINING}, "
           f"{torch.get_num_threads()} threads, {minutes:g} min of training")
+    if floor is not None:
+        print(f"the true density's NLL on the same {TEST_POINTS} test points: {floor:.3f} nats")
     print(f"{'seconds':>8} {'step':>6} {'test NLL':>9}")
     records = train_toy(flow, dataset, seconds=60.0 * minutes, seed=seed, eval_every=6.0 * minutes,
                         callback=lambda r: print(f"{r['seconds']:8.1f} {r['step']:6d} {r['test_nll']:9.4f}",
-                                                 flush=True),
-                        **{k: config[k] for k in train_keys})
+                                                 flush=True), **TOY_TRAINING)
     final = records[-1]
     entropy_text = "n/a" if entropy is None else f"{entropy:.3f}"
     print(f"{dataset}: test NLL {final['test_nll']:.3f} nats after {final['seconds']:.0f} s "
           f"(entropy {entropy_text})")
     return {"dataset": dataset, "minutes": minutes, "seed": seed, "config": config, "records": records,
             "test_nll": final["test_nll"], "seconds": final["seconds"], "steps": final["step"],
-            "entropy": entropy, "n_parameters": count_parameters(flow)}
+            "entropy": entropy, "true_test_nll": floor, "n_parameters": count_parameters(flow)}
+
+
+def time_exact_logdet(branch: nn.Sequential, x: torch.Tensor, repeats: int = 5) -> dict:
+    """Milliseconds for log det(I + J_g) and its gradient: torch.func (vmap + jacrev) vs forward mode.
+
+    Both give the same numbers (see the tests); the fastest of ``repeats`` runs is kept.
+    """
+    methods = {"torch.func (vmap + jacrev)": lambda: jacobian(branch, x),
+               "forward mode (mlp_jacobian)": lambda: mlp_jacobian(branch, x)[1]}
+    times = {}
+    for name, jac in methods.items():
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            branch.zero_grad(set_to_none=True)
+            log_det_identity_plus(jac()).sum().backward()
+            best = min(best, time.perf_counter() - start)
+        times[name] = 1000 * best
+    return times

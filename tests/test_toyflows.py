@@ -58,9 +58,11 @@ def test_coupling_layer_leaves_the_masked_coordinate_unchanged():
 
 
 def test_models_of_the_comparison_have_similar_parameter_counts():
-    n_iresnet = toyflows.count_parameters(toyflows.iresnet_flow(n_blocks=10, hidden=128))
-    n_coupling = toyflows.count_parameters(toyflows.coupling_flow(n_layers=10, hidden=128))
+    n_iresnet, n_coupling = (toyflows.count_parameters(toyflows.build_model(m, **toyflows.model_kwargs(m)))
+                             for m in toyflows.MODELS)
     assert abs(n_iresnet - n_coupling) / n_iresnet < 0.05
+    with pytest.raises(ValueError, match="unknown model"):
+        toyflows.model_kwargs("glow")
 
 
 @pytest.mark.parametrize("activation", ["elu", "lipswish", "relu", "softplus", "tanh", "leakyrelu"])
@@ -171,7 +173,7 @@ def test_cache_trains_once_per_dataset_and_rounded_c():
 
 
 def test_bench_main_ends_with_the_summary_line(capsys):
-    out = toyflows.bench_main("checkerboard", minutes=0.01, config=dict(n_blocks=1, hidden=8))
+    out = toyflows.bench_main("checkerboard", minutes=0.01, n_blocks=1, hidden=8)
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"checkerboard: test NLL \d+\.\d{3} nats after \d+ s \(entropy 3\.466\)", lines[-1])
     assert re.fullmatch(r"\s*\d+\.\d\s+\d+\s+\d+\.\d{4}", lines[-2])
@@ -195,3 +197,35 @@ def test_moons_and_circles_densities_integrate_to_one_and_entropy_is_plausible()
         return math.log(2) + np.mean(np.log(lengths)) + 0.5 * math.log(2 * math.pi * math.e * s**2)
     assert toy.entropy("moons", n=20_000) == pytest.approx(tube([2 * math.pi, 2 * math.pi], 0.2), abs=0.06)
     assert toy.entropy("circles", n=20_000) == pytest.approx(tube([6 * math.pi, 3 * math.pi], 0.24), abs=0.03)
+
+
+def test_widget_panel_draws_the_cached_model_and_reads_out_its_nll():
+    import matplotlib.pyplot as plt
+
+    from iresnet_mini import plots
+
+    cache = toyflows.ToyFlowCache(steps=5, batch_size=64, eval_points=200, grid=12, n_samples=50,
+                                  entropy_points=1000, n_blocks=1, hidden=8)
+    fig, numbers = plots.draw_toy_flow(cache, "8gaussians", 0.7)
+    assert len(fig.axes) == 3 and "c = 0.70" in fig.axes[1].get_title()
+    assert numbers["test NLL (nats)"] == cache.get("8gaussians", 0.7).test_nll
+    assert numbers["c"] == 0.7 and numbers["data entropy (nats)"] == pytest.approx(2.83, abs=0.1)
+    _, other = plots.draw_toy_flow(cache, "8gaussians", 0.5)
+    assert other["test NLL (nats)"] != numbers["test NLL (nats)"]
+    plt.close("all")
+
+
+def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers():
+    from iresnet_mini import exercises
+
+    def logdet_2x2(J):
+        return torch.log((1 + J[:, 0, 0]) * (1 + J[:, 1, 1]) - J[:, 0, 1] * J[:, 1, 0])
+
+    assert exercises.check_logdet_2x2(logdet_2x2)
+    assert not exercises.check_logdet_2x2(lambda J: torch.log(J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]))
+    assert not exercises.check_logdet_2x2(lambda J: None)
+    log_p = np.full((11, 11), -math.log(4.0))  # uniform density 1/4 on [-1, 1]^2
+    assert exercises.check_density_mass(1.0 * (11 / 10) ** 2, log_p, (-1, 1, -1, 1))
+    assert not exercises.check_density_mass(1.0, log_p, (-1, 1, -1, 1))
+    assert exercises.check_checkerboard_entropy(math.log(32))
+    assert not exercises.check_checkerboard_entropy(math.log(16))
