@@ -1,0 +1,295 @@
+"""Density models examined (notebooks 07-08): bits/dim bookkeeping, estimators, samples, a trained block."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from iresnet_mini import data, density, exercises, flows, logdet, logdet_study, models, plots, pretrained, train
+from iresnet_mini.lipschitz import LipschitzConv2d
+
+SHAPE = (1, 8, 8)
+
+
+def _images(n: int, seed: int = 0, shape=SHAPE) -> torch.Tensor:
+    """Dequantised random 8-bit images (n, *shape) in [0, 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    k = torch.randint(0, 256, (n, *shape), generator=generator, dtype=torch.uint8)
+    return data.dequantize(k, generator)
+
+
+def _flow(shape=SHAPE, seed: int = 0, logit_alpha=None) -> models.MultiScaleFlow:
+    """A tiny flow with ActNorm initialised on data (eval mode)."""
+    torch.manual_seed(seed)
+    model = models.build_model(models.flow_config("tiny", shape))
+    model.train()
+    with torch.no_grad():
+        model(train.preprocess(_images(64, seed=seed + 1, shape=shape), logit_alpha)[0])
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def flow():
+    return _flow()
+
+
+@pytest.fixture(scope="module")
+def comparison(flow):
+    return density.compare_estimators(flow, _images(3), None, series_terms=(1, 8), n_repeats=6)
+
+
+# --- Table 4 and bits/dim bookkeeping -------------------------------------------------------------
+
+def test_table4_holds_the_papers_bits_per_dim():
+    assert density.PAPER_TABLE4["mnist"] == {"Real NVP": 1.06, "Glow": 1.05, "FFJORD": 0.99, "i-ResNet": 1.06,
+                                             "Residual Flow": 0.97}
+    assert density.PAPER_TABLE4["cifar10"] == {"Real NVP": 3.49, "Glow": 3.35, "FFJORD": 3.40, "i-ResNet": 3.45,
+                                               "Residual Flow": 3.28}
+    assert density.paper_bits_per_dim("cifar10") == 3.45
+    with pytest.raises(ValueError, match="no data set"):
+        density.paper_bits_per_dim("svhn")
+    with pytest.raises(ValueError, match="no model"):
+        density.paper_bits_per_dim("mnist", "PixelCNN")
+
+
+@pytest.mark.parametrize("logit_alpha", [None, 0.05])
+def test_breakdown_terms_add_up_to_the_bits_per_dim_of_train(logit_alpha):
+    model, x = _flow(logit_alpha=logit_alpha), _images(5)
+    with density.using_estimator(model, "exact"):
+        breakdown = density.bits_per_dim_breakdown(model, x, logit_alpha, batch_size=2)
+        expected = train.density_bits_per_dim(model, x, logit_alpha)
+    assert sum(breakdown.contributions().values()) == pytest.approx(breakdown.bits_per_dim, abs=1e-5)
+    np.testing.assert_allclose(breakdown.per_image, expected.detach().numpy(), rtol=1e-5)
+    n_layers = sum(2 * n for n in model.config.blocks)
+    assert len(breakdown.layer_names) == len(breakdown.per_layer_nats) == n_layers
+    logit_logdet = 0.0 if logit_alpha is None else float(data.logit_transform(x, logit_alpha)[1].mean())
+    assert breakdown.preprocess_nats == pytest.approx(logit_logdet, rel=1e-5, abs=1e-6)
+
+
+def test_log_prob_terms_split_log_prob_into_prior_and_layer_log_dets(flow):
+    y = train.preprocess(_images(4), None)[0]
+    with density.using_estimator(flow, "exact"):
+        terms = density.log_prob_terms(flow, y)
+        log_prob = flow.log_prob(y)
+    torch.testing.assert_close(terms["log_prob"], log_prob)
+    torch.testing.assert_close(terms["prior"] + terms["per_layer"].sum(1), log_prob)
+    assert terms["names"][0] == "scale 1 ActNorm 1" and terms["names"][1] == "scale 1 residual 1"
+
+
+def test_using_estimator_restores_the_training_estimator(flow):
+    with density.using_estimator(flow, "series", n_terms=7):
+        assert all(b.estimator_kwargs == {"n_terms": 7} for b in density._residual_blocks(flow))
+    assert all(b.estimator == flow.config.estimator and b.estimator_kwargs == flow.config.estimator_kwargs
+               for b in density._residual_blocks(flow))
+
+
+@pytest.mark.slow
+def test_bits_per_dim_of_the_shipped_mnist_model_equals_a_hand_computation(mnist_available):
+    if "mnist-density" not in pretrained.manifest():
+        pytest.skip("the MNIST density checkpoint is not shipped yet (scripts/make_pretrained.py mnist-density)")
+    model, config, _ = pretrained.load_pretrained("mnist-density", device="cpu")
+    x = density.test_images("mnist", 4)
+    bits = density.estimator_draws(model, x, config.logit_alpha, "series", 1, seed=3, n_terms=4)[0]
+    generator = torch.Generator().manual_seed(3)
+    with density.using_estimator(model, "series", n_terms=4, generator=generator), torch.no_grad():
+        y, logdet_pre = train.preprocess(x, config.logit_alpha)
+        log_prob = model.log_prob(y) + logdet_pre
+    by_hand = -log_prob / (784 * math.log(2)) + 8
+    torch.testing.assert_close(bits, by_hand)
+    assert 0.5 < float(bits.mean()) < 8
+
+
+# --- estimators -----------------------------------------------------------------------------------
+
+def test_exact_draws_are_deterministic_and_series_draws_are_reproducible(flow):
+    x = _images(2)
+    exact = density.estimator_draws(flow, x, None, "exact", 2)
+    torch.testing.assert_close(exact[0], exact[1])
+    a = density.estimator_draws(flow, x, None, "series", 3, seed=5, n_terms=2)
+    b = density.estimator_draws(flow, x, None, "series", 3, seed=5, n_terms=2)
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a[0], a[1]), "every repeat must draw fresh probes"
+    with pytest.raises(ValueError, match="n_repeats"):
+        density.estimator_draws(flow, x, None, "series", 0)
+
+
+def test_series_with_more_terms_is_closer_to_exact_in_expectation(comparison):
+    rows = {r["estimator"]: r for r in comparison.rows()}
+    assert set(rows) == {"series, 1 term", "series, 8 terms", "unbiased (roulette)"}
+    assert rows["unbiased (roulette)"]["terms"] == 3.0
+    assert all(r["std"] > 0 and r["bias_se"] > 0 for r in rows.values())
+    # the exact truncation error of 8 terms is negligible: the measured bias is probe noise only
+    assert abs(rows["series, 8 terms"]["bias"]) < 4 * rows["series, 8 terms"]["bias_se"] + 1e-6
+    assert abs(rows["unbiased (roulette)"]["bias"]) < 4 * rows["unbiased (roulette)"]["bias_se"] + 1e-6
+
+
+# --- samples and reconstructions --------------------------------------------------------------------
+
+def test_samples_lie_in_the_unit_interval_and_every_inverse_converges(flow):
+    images, report = density.sample_images(flow, 6, None, temperature=0.8, seed=2)
+    assert images.shape == (6, *SHAPE) and float(images.min()) >= 0 and float(images.max()) <= 1
+    assert report["converged"] and len(report["iterations"]) == sum(flow.config.blocks)
+    assert 0 <= report["outside_unit_interval"] <= 1
+    again, _ = density.sample_images(flow, 6, None, temperature=0.8, seed=2)
+    torch.testing.assert_close(images, again)
+    with pytest.raises(ValueError, match="temperature"):
+        density.sample_images(flow, 2, None, temperature=0)
+
+
+@pytest.mark.parametrize("logit_alpha", [None, 0.05])
+def test_reconstruction_recovers_test_images(logit_alpha):
+    model, x = _flow(logit_alpha=logit_alpha), _images(4)
+    result = density.reconstruct(model, x, logit_alpha)
+    assert result["converged"]
+    assert float(result["errors"].max()) < 1e-4
+    assert result["x_rec"].shape == x.shape
+
+
+# --- one trained block --------------------------------------------------------------------------------
+
+def test_frozen_branch_is_the_same_function_and_leaves_the_original_alone(flow):
+    layer = [m for _, m in density.flow_layers(flow) if isinstance(m, flows.ResidualFlowLayer)][1]
+    branch = layer.block.branch
+    inputs = density.block_input(flow, train.preprocess(_images(3), None)[0], 1)
+    convs = [m for m in branch if isinstance(m, LipschitzConv2d)]
+    u_before = [m.u.clone() for m in convs]
+    effective = {id(m): m.normalized_weight().detach() for m in convs}  # eval mode: no power iteration
+    frozen = density.frozen_branch(branch)
+    torch.testing.assert_close(frozen(inputs), branch(inputs))
+    small = density.center_crop(inputs, 2)  # another input size: the trained weights must stay
+    expected = small
+    for m in branch:
+        expected = (F.conv2d(expected, effective[id(m)], m.bias, m.stride, m.padding)
+                    if isinstance(m, LipschitzConv2d) else m(expected))
+    torch.testing.assert_close(frozen(small), expected)
+    assert all(m.coeff is None for m in frozen if isinstance(m, LipschitzConv2d))
+    assert all(torch.equal(a, m.u) for a, m in zip(u_before, convs))
+
+
+def test_block_input_is_what_the_first_residual_layer_receives(flow):
+    y = train.preprocess(_images(2), None)[0]
+    squeezed, _ = flow.scales[0][0](y)
+    normed, _ = flow.scales[0][1](squeezed)
+    torch.testing.assert_close(density.block_input(flow, y, 0), normed)
+    with pytest.raises(ValueError, match="index"):
+        density.block_input(flow, y, 99)
+
+
+def test_center_crop_takes_the_middle_window():
+    x = torch.arange(36.0).reshape(1, 1, 6, 6)
+    torch.testing.assert_close(density.center_crop(x, 2), torch.tensor([[[[14.0, 15.0], [20.0, 21.0]]]]))
+    with pytest.raises(ValueError, match="side"):
+        density.center_crop(x, 7)
+
+
+def test_trained_block_crop_fits_max_dim_and_the_study_respects_thm3():
+    model = _flow(shape=(3, 16, 16))
+    block = density.trained_block(model, _images(2, shape=(3, 16, 16)), None, 0, max_dim=120)
+    assert block.x.shape == (2, 12, 3, 3) and block.dim == 108 and block.x.dtype == torch.float64
+    assert block.name == "scale 1 residual 1" and block.coeff == 0.9
+    study = logdet_study.bias_variance_study(block.branch, block.x, block.coeff, max_terms=6, n_repeats=10)
+    assert study.lipschitz <= study.lipschitz_certified + 1e-6
+    assert np.all(study.truncation_error <= study.bound + 1e-9)
+    assert study.truncation_error[-1] < study.truncation_error[0]
+    with pytest.raises(ValueError, match="no crop fits"):
+        density.trained_block(model, _images(1, shape=(3, 16, 16)), None, 0, max_dim=5)
+
+
+def test_flow_summary_follows_the_shapes_through_the_scales():
+    rows = density.flow_summary(models.build_model(models.flow_config("cpu", (3, 32, 32))))
+    assert [r["input"] for r in rows] == ["(3, 32, 32)", "(6, 16, 16)"]
+    assert rows[0]["branch"] == "12 -> 64 -> 64 -> 12" and rows[1]["to the prior"] == "(24, 8, 8) (all)"
+
+
+def test_test_images_are_dequantised_within_their_cells(mnist_available):
+    x = density.test_images("mnist", 5, seed=1)
+    k = data.load_mnist("test")[0][:5]
+    assert torch.equal((x * 256).floor().to(torch.uint8), k)
+    with pytest.raises(ValueError, match="n must be"):
+        density.test_images("mnist", 0)
+
+
+# --- the core fix this module relies on -------------------------------------------------------------
+
+def test_exact_logdet_survives_set_num_threads_for_large_blocks():
+    """MKL's batched LU hangs for d > 128 after torch.set_num_threads(2): exact_logdet must not use it."""
+    code = ("import torch; torch.set_num_threads(2)\n"
+            "from iresnet_mini import blocks, logdet\n"
+            "branch = blocks.mlp_branch(200, 16, 1, coeff=0.5)\n"
+            "x = torch.randn(3, 200)\n"
+            "branch(x)\n"
+            "print(float(logdet.exact_logdet(branch, x).sum()))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "MKL ERROR" not in result.stderr + result.stdout, result.stderr
+    assert math.isfinite(float(result.stdout.strip().splitlines()[-1]))
+
+
+# --- figures, widget panels, exercise checks -------------------------------------------------------------
+
+def test_density_figures_draw(flow, comparison):
+    x = _images(4)
+    with density.using_estimator(flow, "exact"):
+        breakdown = density.bits_per_dim_breakdown(flow, x, None)
+    history = [{"epoch": 1, "train_loss": 5.0, "test_bits_per_dim": 4.5},
+               {"epoch": 2, "train_loss": 4.0, "test_bits_per_dim": 3.9}]
+    figures = [plots.plot_bits_breakdown(breakdown),
+               plots.plot_bits_per_dim_table("MNIST", density.PAPER_TABLE4["mnist"], {"ours": 1.5}),
+               plots.plot_image_grid(x, nrow=2, title="x"),
+               plots.plot_density_reconstructions(x, density.reconstruct(flow, x, None), n=3),
+               plots.plot_density_estimators(comparison), plots.plot_preprocessing(x),
+               plots.plot_density_history(history, 1.06)]
+    for fig in figures:
+        assert fig.axes and any(ax.get_title() for ax in fig.axes)
+        plt.close(fig)
+
+
+def test_image_grid_tiles_rows_with_gaps():
+    grid = plots.image_grid(torch.zeros(5, 3, 4, 4), nrow=3, pad=1)
+    assert grid.shape == (2 * 5 + 1, 3 * 5 + 1, 3)
+    assert grid[0].min() == 1 and grid[1, 1:5].max() == 0
+
+
+def test_estimator_panel_shows_the_chosen_estimator(comparison):
+    fig, numbers = plots.draw_density_estimator(comparison, "series, 1 term")
+    other_fig, other = plots.draw_density_estimator(comparison, "unbiased (roulette)")
+    assert numbers["series terms per block"] == 1.0 and other["series terms per block"] == 3.0
+    assert numbers["bias (bits/dim)"] != other["bias (bits/dim)"]
+    plt.close(fig), plt.close(other_fig)
+    with pytest.raises(ValueError, match="no estimator"):
+        plots.draw_density_estimator(comparison, "exact")
+
+
+def test_trained_block_panel_follows_c_terms_and_probes():
+    branch = logdet_study.study_branch(12, 0.9, init="random")
+    jac = logdet.jacobian(branch, torch.randn(1, 12, dtype=torch.float64))[0].detach()
+    readouts = {}
+    for key, (c, n, m) in {"base": (0.9, 2, 1), "small c": (0.6, 2, 1), "more terms": (0.9, 20, 1),
+                           "more probes": (0.9, 2, 16)}.items():
+        fig, readouts[key] = plots.draw_trained_block_logdet(jac, 0.9, c, n, m, n_draws=200)
+        plt.close(fig)
+    assert readouts["small c"]["||J_g(x)||"] == pytest.approx(readouts["base"]["||J_g(x)||"] * 0.6 / 0.9)
+    assert abs(readouts["more terms"]["bias"]) < 1e-6 < abs(readouts["base"]["bias"])
+    assert readouts["more probes"]["std"] == pytest.approx(readouts["base"]["std"] / 4, rel=1e-9)
+    exact = float(torch.linalg.slogdet(torch.eye(12, dtype=torch.float64) + jac).logabsdet)
+    assert readouts["base"]["exact ln det"] == pytest.approx(exact)
+
+
+def test_exercise_checks_accept_the_solutions_and_reject_slips(capsys):
+    assert exercises.check_bits_per_dim(-(-1000.0) / (784 * math.log(2)) + 8, -1000.0, 784)
+    assert not exercises.check_bits_per_dim(1000.0 / (784 * math.log(2)), -1000.0, 784)  # forgot the + 8
+    logdet_answer = float(data.logit_transform(torch.full((1, 1, 28, 28), 0.5), alpha=0.05)[1])
+    assert exercises.check_logit_logdet(logdet_answer, -logdet_answer / (784 * math.log(2)))
+    assert not exercises.check_logit_logdet(logdet_answer, logdet_answer / (784 * math.log(2)))
+    assert exercises.check_log_density_from_bits((8 - 3.45) * 3072 * math.log(2))
+    assert not exercises.check_log_density_from_bits(-(8 - 3.45) * 3072 * math.log(2))
+    assert exercises.check_probes_needed(4, 0.02, 0.01)
+    assert exercises.check_probes_needed(5, 0.021, 0.01)
+    assert not exercises.check_probes_needed(2, 0.02, 0.01) and not exercises.check_probes_needed(4.5, 0.02, 0.01)
+    out = capsys.readouterr().out
+    assert "Correct" in out and "Not yet" in out
