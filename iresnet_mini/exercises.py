@@ -230,3 +230,48 @@ def check_checkerboard_entropy(answer) -> bool:
     return verdict(ok, f"log 32 = {math.log(32.0):.4f} nats: a uniform density 1/A has entropy log A.",
                    "the density is uniform, p = 1/A on its support; H = -E[log p] = log A. What is the area A "
                    "of 8 squares of side 2?")
+
+
+# --- notebooks 07-08: density models on images -----------------------------------------------
+__all__ += ["check_bits_per_dim", "check_logit_logdet", "check_log_density_from_bits", "check_probes_needed"]
+
+
+def check_bits_per_dim(answer, log_prob_nats: float, n_dims: int) -> bool:
+    """Ex. 07.1: bits/dim of one 8-bit image from the model's log p(x) (nats) of its dequantised version."""
+    target = -float(log_prob_nats) / (n_dims * math.log(2)) + 8
+    return verdict(close_to(answer, target, rtol=1e-4),
+                   f"{target:.4f} bits/dim: nats to bits (divide by ln 2), per dimension (divide by D), and "
+                   "8 bits for squeezing 256 levels into [0, 1).",
+                   f"bits/dim = -log p(x) / (D ln 2) + log2(256) with D = {n_dims}; log p is in nats, so use the "
+                   "natural logarithm ln 2, and do not forget the + 8.")
+
+
+def check_logit_logdet(logdet_nats, bits_shift, x: float = 0.5, alpha: float = 0.05, n_dims: int = 784) -> bool:
+    """Ex. 07.2: log|det dy/dx| of the logit transform for an image whose every pixel is x, and its bits/dim shift."""
+    s = alpha + (1 - 2 * alpha) * x
+    target = n_dims * math.log((1 - 2 * alpha) / (s * (1 - s)))
+    shift = -target / (n_dims * math.log(2))
+    ok = close_to(logdet_nats, target, rtol=1e-4) and close_to(bits_shift, shift, rtol=1e-4)
+    return verdict(ok, f"log|det| = {target:.2f} nats, so bits/dim = {shift:+.4f} + (bits/dim of log p(y)): the "
+                       "transform stretches the middle of [0, 1) and a density in y must be converted back.",
+                   "the Jacobian is diagonal: dy/dx = (1 - 2 alpha) / (s (1 - s)) per pixel with s = alpha + "
+                   "(1 - 2 alpha) x. Sum its log over the D pixels; the bits/dim shift is -log|det| / (D ln 2).")
+
+
+def check_log_density_from_bits(answer, bits: float = 3.45, n_dims: int = 3072) -> bool:
+    """Ex. 08.1: the log-density log p(x) in nats per image that a model with ``bits`` bits/dim assigns."""
+    target = (8 - bits) * n_dims * math.log(2)
+    return verdict(close_to(answer, target, rtol=1e-4),
+                   f"log p(x) = {target:.0f} nats: positive! On [0, 1)^D a density above 1 is normal - the "
+                   "8-bit data occupy a tiny part of the cube, and the model piles its mass there.",
+                   "solve bits/dim = -log p(x) / (D ln 2) + 8 for log p(x); mind the sign.")
+
+
+def check_probes_needed(answer, std_one_probe: float, target: float) -> bool:
+    """Ex. 08.2: the fewest probes m for which the std of the averaged estimate, std_1 / sqrt(m), is <= target."""
+    m = max(1, math.ceil((std_one_probe / target) ** 2 - 1e-9))
+    ok = isinstance(answer, (int, float)) and not isinstance(answer, bool) and answer == m
+    return verdict(ok, f"{m} probes: averaging m independent probes divides the standard deviation by sqrt(m), "
+                       "so halving it costs four times the work.",
+                   "the std of the mean of m probes is std_1 / sqrt(m); solve std_1 / sqrt(m) <= target for the "
+                   "smallest whole number m.")
