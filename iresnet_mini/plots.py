@@ -351,12 +351,14 @@ def _layer_norm_axes(ax, result: dict) -> None:
 def _branch_bound_axes(ax, result: dict) -> None:
     bounds = result["branch_bounds"]
     blocks = np.arange(len(bounds))
-    ax.bar(blocks, bounds, color=model_color(result["coeff"]), alpha=0.8, label="Lip(g) <= product of 3 norms")
-    ax.axhline(1.0, color=COLORS["bound"], ls=":", lw=1.2, label="1: fixed point is guaranteed below")
-    ax.set(xlabel="residual block", ylabel="bound on Lip(g)")
+    ax.bar(blocks, bounds, color=model_color(result["coeff"]), alpha=0.8)
+    ax.axhline(1.0, color=COLORS["bound"], ls=":", lw=1.2)
+    ax.annotate("Lip(g) = 1", (1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                textcoords="offset points", ha="right", va="bottom", fontsize="x-small", color=COLORS["bound"])
+    ax.set(xlabel="residual block", ylabel="Lip(g) <= product of the 3 layer norms")
     _log_scale_if_wide(ax, bounds + [1.0])
+    ax.set_ylim(0, None) if ax.get_yscale() == "linear" else None
     _integer_ticks(ax)
-    ax.legend(fontsize="x-small", loc="best")
 
 
 def plot_layer_norms(result: dict):
@@ -789,14 +791,18 @@ def plot_toy_comparison(data: dict, results: dict, models=("iresnet", "coupling"
 
 
 def plot_nll_curves(ax, curves: dict, x: str = "step", entropy: float | None = None,
-                    target: float | None = None, title: str = "test NLL during training") -> None:
-    """Test NLL (exact log-det) against training steps or seconds, one line per run; the entropy floor."""
+                    target: float | None = None, title: str = "test NLL during training",
+                    colors: dict | None = None) -> None:
+    """Test NLL (exact log-det) against training steps or seconds, one line per run; the entropy floor.
+
+    A run's colour is ``colors[label]``, else the collection's colour for its label's first word.
+    """
     if x not in ("step", "seconds"):
         raise ValueError(f"x must be 'step' or 'seconds', got {x!r}")
     for label, records in curves.items():
         xs = [r[x] for r in records]
-        ax.plot(xs, [r["test_nll"] for r in records], "o-", ms=3, lw=1.8, label=label,
-                color=_TOY_COLORS.get(label.split()[0]))
+        color = (colors or {}).get(label, _TOY_COLORS.get(label.split()[0]))
+        ax.plot(xs, [r["test_nll"] for r in records], "o-", ms=3, lw=1.8, label=label, color=color)
     if entropy is not None:
         ax.axhline(entropy, color=COLORS["bound"], ls="--", lw=1, label=f"data entropy {entropy:.3f}")
     if target is not None:
@@ -822,11 +828,12 @@ def plot_estimator_comparison(results: dict, entropy: float | None = None):
 def plot_toy_bench(result: dict, target: float | None = None):
     """The toy benchmark (``toyflows.bench_main``): test NLL against training time, with the floors."""
     fig, ax = subplots(width=6.0, height=3.8)
-    plot_nll_curves(ax, {"iresnet flow": result["records"]}, "seconds", result["entropy"], target,
-                    title=f"{result['dataset']}: i-ResNet flow against the clock")
-    if result.get("true_test_nll") is not None:
-        ax.axhline(result["true_test_nll"], color=COLORS["bound"], ls="-.", lw=1,
-                   label=f"true density on the test points {result['true_test_nll']:.3f}")
+    label = TOY_MODEL_NAMES["iresnet"]
+    plot_nll_curves(ax, {label: result["records"]}, "seconds", result["entropy"], target,
+                    title=f"{result['dataset']}: i-ResNet flow against the clock", colors={label: COLORS["iresnet"]})
+    if result.get("true_nll") is not None:
+        ax.axhline(result["true_nll"], color=COLORS["bound"], ls="-.", lw=1,
+                   label=f"true density on the test points {result['true_nll']:.3f}")
         ax.legend(fontsize="small")
     return fig
 
@@ -837,7 +844,8 @@ def draw_toy_flow(cache, dataset: str, c: float, lim: float = 4.5):
     data = toy.sample(dataset, len(result.samples), seed=1)
     fig, axes = subplots(1, 3, width=3.1, height=3.3)
     plot_toy_points(axes[0], data, f"{dataset}: data", lim)
-    plot_toy_density(axes[1], result.log_p_grid, result.extent, f"density, c = {result.coeff:.2f}", ylabel=False)
+    plot_toy_density(axes[1], result.log_p_grid, result.extent, f"i-ResNet density, c = {result.coeff:.2f}",
+                     ylabel=False)
     plot_toy_points(axes[2], result.samples, "samples (inverse flow)", lim, ylabel=False)
     numbers = {"data set": dataset, "c": result.coeff, "test NLL (nats)": result.test_nll,
                "data entropy (nats)": "n/a" if result.entropy is None else result.entropy,
@@ -978,7 +986,7 @@ def plot_density_estimators(comparison):
     """bits/dim error of each log-det estimator against the exact value: bias (+-2 SE) and spread."""
     rows = comparison.rows()
     fig, axes = subplots(1, 2, width=4.9, height=3.9)
-    labels = [r["estimator"].replace(", ", "\n") for r in rows]
+    labels = [r["estimator"].replace("series, ", "series\n").replace(" (roulette)", "\nroulette") for r in rows]
     colors = [COLORS["unbiased"] if "unbiased" in r["estimator"] else COLORS["series"] for r in rows]
     x = np.arange(len(rows))
     for xi, r, color in zip(x, rows, colors):
