@@ -202,9 +202,12 @@ def check_logdet_2x2(logdet_2x2) -> bool:
     jac = torch.randn(64, 2, 2, generator=g, dtype=torch.float64)
     jac = jac * (0.9 / torch.linalg.matrix_norm(jac, ord=2))[:, None, None]  # ||J|| = 0.9 < 1, as in a block
     try:
-        answer = torch.as_tensor(logdet_2x2(jac), dtype=torch.float64)
+        answer = logdet_2x2(jac)
     except Exception as error:
         return verdict(False, "", f"your function raised {type(error).__name__}: {error}")
+    if answer is None:
+        return verdict(False, "", "your function returns None: return a tensor with one value per sample.")
+    answer = torch.as_tensor(answer, dtype=torch.float64)
     expected = log_det_identity_plus(jac)
     ok = answer.shape == expected.shape and bool(torch.allclose(answer, expected, atol=1e-10))
     return verdict(ok, "log((1 + J11)(1 + J22) - J12 J21), one value per sample, as in log_det_identity_plus.",
