@@ -7,7 +7,7 @@
   for log p(x) with the exact log-det of every block: cheap in 2D, so the toy models train
   and are evaluated without any estimator.
 * :func:`train_toy` is the training loop (fresh samples every step, Adam, cosine schedule),
-  with the log-det from the exact Jacobian or from the paper's estimators; :func:`test_nll`,
+  with the log-det from the exact Jacobian or from the paper's estimators; :func:`evaluate_nll`,
   :func:`log_density_grid` and :class:`ToyFlowCache` evaluate and cache results;
   :func:`bench_main` trains against the clock (``python -m iresnet_mini.bench toy``).
 """
@@ -30,12 +30,11 @@ from .lipschitz import LipschitzLinear, LipSwish, get_activation
 from .logdet import jacobian
 
 __all__ = [
-    "iresnet_flow", "coupling_flow", "AffineCoupling", "count_parameters", "mlp_jacobian",
-    "log_det_identity_plus", "exact_log_prob", "train_toy", "test_nll", "log_density_grid",
-    "ToyResult", "fit_toy", "ToyFlowCache", "bench_main", "TOY_SHAPE", "TOY_IRESNET", "TOY_TRAINING",
-    "TEST_POINTS", "ScaledActNorm", "model_kwargs",
-    "LOGDET_MODES", "MODELS", "build_model", "data_entropy", "time_exact_logdet", "ENTROPY_POINTS",
-    "true_test_nll", "INVERSE_MAX_ITER",
+    "TOY_SHAPE", "TOY_IRESNET", "TOY_TRAINING", "MODELS", "LOGDET_MODES", "TEST_POINTS", "ENTROPY_POINTS",
+    "INVERSE_MAX_ITER", "ScaledActNorm", "iresnet_flow", "AffineCoupling", "coupling_flow", "model_kwargs",
+    "build_model", "count_parameters", "mlp_jacobian", "log_det_identity_plus", "exact_log_prob",
+    "time_exact_logdet", "train_toy", "evaluate_nll", "true_nll", "data_entropy", "log_density_grid",
+    "ToyResult", "fit_toy", "ToyFlowCache", "bench_main",
 ]
 
 INVERSE_MAX_ITER = 500         # fixed-point iterations at most per block when sampling
@@ -239,7 +238,7 @@ def _test_points(dataset: str, n: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def test_nll(flow: SequentialFlow, dataset: str, n: int = TEST_POINTS, seed: int = 0,
+def evaluate_nll(flow: SequentialFlow, dataset: str, n: int = TEST_POINTS, seed: int = 0,
              batch: int = 5000) -> float:
     """Mean -log p(x) in nats on n fresh test points, exact log-det, the model in eval mode."""
     was_training = flow.training
@@ -285,7 +284,7 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
     flow.train()
 
     def record():
-        rec = {"seconds": clock, "step": step, "test_nll": test_nll(flow, dataset, eval_points, seed),
+        rec = {"seconds": clock, "step": step, "test_nll": evaluate_nll(flow, dataset, eval_points, seed),
                "train_nll": float(np.mean(recent)) if recent else math.nan}
         records.append(rec)
         recent.clear()
@@ -325,8 +324,8 @@ def data_entropy(dataset: str, n: int = ENTROPY_POINTS) -> float | None:
     return toy.entropy(dataset, n=n) if dataset in toy.HAS_DENSITY else None
 
 
-def true_test_nll(dataset: str, n: int = TEST_POINTS, seed: int = 0) -> float | None:
-    """The true density's NLL on the test points of :func:`test_nll` (their own floor), or None if unknown."""
+def true_nll(dataset: str, n: int = TEST_POINTS, seed: int = 0) -> float | None:
+    """The true density's NLL on the test points of :func:`evaluate_nll` (their own floor), or None if unknown."""
     if dataset not in toy.HAS_DENSITY:
         return None
     return float(-toy.log_density(dataset, _test_points(dataset, n, seed)).mean())
@@ -470,7 +469,7 @@ def bench_main(dataset: str, minutes: float, seed: int = 0, threads: int | None 
     entropy = data_entropy(dataset)
     torch.manual_seed(seed)
     flow = iresnet_flow(**config)
-    floor = true_test_nll(dataset, TEST_POINTS, seed)
+    floor = true_nll(dataset, TEST_POINTS, seed)
     print(f"{dataset}: i-ResNet flow, {count_parameters(flow)} parameters, {config}, {TOY_TRAINING}, "
           f"{torch.get_num_threads()} threads, {minutes:g} min of training")
     if floor is not None:
@@ -485,7 +484,7 @@ def bench_main(dataset: str, minutes: float, seed: int = 0, threads: int | None 
           f"(entropy {entropy_text})")
     return {"dataset": dataset, "minutes": minutes, "seed": seed, "config": config, "records": records,
             "test_nll": final["test_nll"], "seconds": final["seconds"], "steps": final["step"],
-            "entropy": entropy, "true_test_nll": floor, "n_parameters": count_parameters(flow)}
+            "entropy": entropy, "true_nll": floor, "n_parameters": count_parameters(flow)}
 
 
 def time_exact_logdet(branch: nn.Sequential, x: torch.Tensor, repeats: int = 5) -> dict:

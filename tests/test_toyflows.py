@@ -111,7 +111,7 @@ def test_log_det_of_a_non_invertible_jacobian_is_an_error():
 def test_a_few_training_steps_lower_the_test_nll():
     torch.manual_seed(0)
     flow = toyflows.iresnet_flow(n_blocks=3, hidden=32)
-    before = toyflows.test_nll(flow, "8gaussians", n=2000)  # ActNorm not yet fitted
+    before = toyflows.evaluate_nll(flow, "8gaussians", n=2000)  # ActNorm not yet fitted
     records = toyflows.train_toy(flow, "8gaussians", steps=60, batch_size=256, lr=5e-3, eval_every=30,
                                  eval_points=2000)
     assert [r["step"] for r in records] == [30, 60]
@@ -229,3 +229,19 @@ def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers():
     assert not exercises.check_density_mass(1.0, log_p, (-1, 1, -1, 1))
     assert exercises.check_checkerboard_entropy(math.log(32))
     assert not exercises.check_checkerboard_entropy(math.log(16))
+
+
+def test_bench_figure_shows_the_curve_and_a_test_set_floor_only_when_it_differs_from_the_entropy():
+    import matplotlib.pyplot as plt
+
+    from iresnet_mini import plots
+
+    records = [{"seconds": 30.0 * i, "step": 100 * i, "test_nll": 3.0 - 0.01 * i} for i in range(1, 5)]
+    labels = []
+    for floor in (2.819, 2.830):
+        fig = plots.plot_toy_bench({"dataset": "8gaussians", "records": records, "entropy": 2.830,
+                                    "true_nll": floor}, target=2.86)
+        labels.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
+        assert list(fig.axes[0].lines[0].get_ydata()) == [r["test_nll"] for r in records]
+        plt.close(fig)
+    assert any("test points 2.819" in t for t in labels[0]) and not any("test points" in t for t in labels[1])
