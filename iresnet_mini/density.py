@@ -35,7 +35,8 @@ from .train import postprocess, preprocess
 
 __all__ = [
     "PAPER_TABLE4", "PAPER_TABLE4_SOURCE", "paper_bits_per_dim", "test_images", "flow_layers",
-    "using_estimator", "log_likelihood", "flow_summary", "log_prob_terms", "BitsBreakdown", "bits_per_dim_breakdown", "estimator_draws",
+    "using_estimator", "log_likelihood", "flow_summary", "log_prob_terms", "BitsBreakdown", "bits_per_dim_breakdown",
+    "estimator_draws",
     "EstimatorComparison", "compare_estimators", "sample_images", "reconstruct", "frozen_branch",
     "block_input", "center_crop", "TrainedBlock", "trained_block",
 ]
@@ -73,13 +74,17 @@ def _check_flow(model) -> None:
 
 
 def flow_layers(model: MultiScaleFlow) -> list[tuple[str, nn.Module]]:
-    """(name, layer) of every layer with a log-det (ActNorm, residual), in the forward order."""
+    """(name, layer) of every layer with a log-det (ActNorm, residual), in the forward order.
+
+    Names count within a scale: "scale 2 residual 1" is the first residual layer of the second scale.
+    """
     _check_flow(model)
-    found, counts = [], {"ActNorm": 0, "residual": 0}
+    found = []
     for s, scale in enumerate(model.scales, start=1):
+        counts = {"ActNorm": 0, "residual": 0}
         for layer in scale:
-            kind = "ActNorm" if isinstance(layer, ActNorm) else "residual" if isinstance(layer, ResidualFlowLayer) else None
-            if kind is not None:
+            if isinstance(layer, (ActNorm, ResidualFlowLayer)):
+                kind = "ActNorm" if isinstance(layer, ActNorm) else "residual"
                 counts[kind] += 1
                 found.append((f"scale {s} {kind} {counts[kind]}", layer))
     return found

@@ -73,7 +73,7 @@ def study_branch(dim: int, c: float, n_layers: int = 2, activation: str = "elu",
 def _layer_norm(layer: nn.Module, x: torch.Tensor) -> float:
     """True norm of a dense layer, or of a (same-padded) convolution on inputs of x's spatial size."""
     if isinstance(layer, nn.Conv2d):  # power iteration: the explicit matrix of a conv is large
-        return operator_norm(layer, (layer.in_channels, *x.shape[2:]), method="power", n_iter=500)
+        return operator_norm(layer, (layer.in_channels, *x.shape[2:]), method="power", n_iter=200)
     return operator_norm(layer, (layer.in_features,))
 
 
