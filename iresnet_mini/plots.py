@@ -842,7 +842,7 @@ def draw_toy_flow(cache, dataset: str, c: float, lim: float = 4.5):
     """Widget panel: data, learned density and samples of the i-ResNet flow with Lip(g) <= c (cached/trained)."""
     result = cache.get(dataset, c)
     data = toy.sample(dataset, len(result.samples), seed=1)
-    fig, axes = subplots(1, 3, width=3.1, height=3.3)
+    fig, axes = subplots(1, 3, width=2.75, height=3.0)
     plot_toy_points(axes[0], data, f"{dataset}: data", lim)
     plot_toy_density(axes[1], result.log_p_grid, result.extent, f"i-ResNet density, c = {result.coeff:.2f}",
                      ylabel=False)
