@@ -223,7 +223,7 @@ about 2 s per step on two cores.
 Pick a data set and the Lipschitz coefficient $c$ of every layer. Each (data set, $c$) pair is trained once
 (`nb04.widget_steps` steps) and cached, so moving back is instant; a new pair takes a few seconds in quick mode.
 Things to try:
-- how does the test NLL change from $c = 0.5$ to $c = 0.98$? Where does a small $c$ hurt most?
+- how does the test NLL change from $c = 0.3$ to $c = 0.98$? Where does a small $c$ hurt most?
 - at small $c$, can the flow still separate the 8 gaussians, or does it leave bridges between them?
 """),
     ("code", r"""
@@ -232,7 +232,7 @@ cache = toyflows.ToyFlowCache(size("nb04.widget_steps"), **FIT, **{k: v for k, v
 cache.fill(size("nb04.widget_datasets"), [0.9])
 widgets.interactive_figure(functools.partial(plots.draw_toy_flow, cache), height="360px",
                            dataset=ipywidgets.Dropdown(options=DATASETS, value="8gaussians", description="data set"),
-                           c=widgets.c_slider(value=0.9, min=0.5, max=0.98, step=0.04))
+                           c=widgets.c_slider(value=0.9, min=0.3, max=0.98, step=0.02))
 """),
     ("md", r"""
 ## Exercises
