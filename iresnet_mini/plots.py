@@ -284,11 +284,21 @@ def plot_table2(rows: list, dataset: str, ours_key: str = "our error % (full tes
 
 
 def _show_image(ax, image: torch.Tensor) -> None:
-    """A (C, H, W) image in [0, 1] (grey or RGB); a non-finite image as a grey square marked 'NaN'."""
+    """A (C, H, W) image in [0, 1] (grey or RGB), clipped; a non-finite one as a grey square marked 'NaN'.
+
+    An image far outside [0, 1] (a failed reconstruction) is shown min-max rescaled, marked 'rescaled'.
+    """
     if not torch.isfinite(image).all():
         ax.imshow(np.full(image.shape[1:], 0.5), cmap="gray", vmin=0, vmax=1)
         ax.text(0.5, 0.5, "NaN", ha="center", va="center", transform=ax.transAxes, color=COLORS["resnet"],
                 fontweight="bold")
+        image = None
+    elif image.min() < -1 or image.max() > 2:
+        image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-30)
+        ax.text(0.5, 0.04, "rescaled", ha="center", va="bottom", transform=ax.transAxes, fontsize="xx-small",
+                color=COLORS["resnet"], backgroundcolor="white")
+    if image is None:
+        pass
     elif image.shape[0] == 1:
         ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:
