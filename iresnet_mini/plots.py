@@ -938,7 +938,7 @@ def plot_bits_breakdown(breakdown):
     fig, axes = subplots(1, 2, width=5.0, height=3.8, gridspec_kw={"width_ratios": [1, 1.3]})
     contributions = breakdown.contributions()
     names = list(contributions) + ["bits/dim"]
-    values = list(contributions.values()) + [breakdown.bits_per_dim]
+    values = [v + 0.0 for v in contributions.values()] + [breakdown.bits_per_dim]  # + 0.0: no "-0.000"
     colors = [COLORS["bound"], COLORS["data"], COLORS["model"], COLORS["iresnet"], COLORS["unbiased"],
               COLORS["resnet"]]
     y = np.arange(len(names))[::-1]

@@ -134,13 +134,13 @@ display(Markdown(classification.markdown_table(density.flow_summary(model))))
     ("md", r"""
 ## 3. Bits per dimension, term by term
 
-Evaluation uses more series terms than training (`eval_n_terms`), so that the log-dets are accurate (Section 4
-measures how accurate). `bits_per_dim_breakdown` hooks into every layer and splits the result: the priors'
-$\log p(z)$, the ActNorm log-dets, the residual blocks' log-dets and the preprocessing's log-det, each converted to
-bits/dim with $-(\cdot)/(D\ln 2)$, plus the 8 bits of the dequantisation.
+Like the trainer's test figures, the evaluation here uses an **unbiased** log-det estimator: `eval_n_terms` series
+terms computed always, then Russian roulette for the rest (Section 4 compares the estimators).
+`bits_per_dim_breakdown` hooks into every layer and splits the result: the priors' $\log p(z)$, the ActNorm
+log-dets, the residual blocks' log-dets and the preprocessing's log-det, each converted to bits/dim with $-(\cdot)/(D\ln 2)$, plus the 8 bits of the dequantisation.
 """),
     ("code", r"""
-with density.using_estimator(model, "series", n_terms=train_config.eval_n_terms):
+with density.using_estimator(model, "unbiased", n_exact_terms=train_config.eval_n_terms):
     breakdown = density.bits_per_dim_breakdown(model, x_test, alpha)
 for name, bits in breakdown.contributions().items():
     print(f"{name:>28}: {bits:+.4f} bits/dim")
@@ -164,7 +164,7 @@ print(density.PAPER_TABLE4_SOURCE)
 The model assigns the first (dequantised) test image the log-density below, in nats. Compute its bits/dim.
 """),
     ("code", r"""
-with density.using_estimator(model, "series", n_terms=train_config.eval_n_terms), torch.no_grad():
+with density.using_estimator(model, "unbiased", n_exact_terms=train_config.eval_n_terms), torch.no_grad():
     log_p = float(density.log_likelihood(model, x_test[:1], alpha))
 print(f"log p(x) = {log_p:.2f} nats")
 
@@ -208,9 +208,9 @@ How to read this:
 - The **one-term** series is visibly off: its expectation is $\sum_\text{blocks} \mathrm{tr}(J_g)$, the first-order term only.
   Because $\ln(1+\lambda) < \lambda$, keeping an odd number of terms tends to *over*-estimate the log-det, i.e. to
   report *better* (lower) bits/dim than the truth. A biased estimator can flatter a model.
-- With a few terms the bias drops below what these repeats can resolve: the trained blocks have
-  $\|J_g\|$ far below $c$, so the series converges much faster than the worst case of Thm. 3 (notebook 08 measures
-  this block by block).
+- With a few terms the bias drops below what these repeats can resolve: on real inputs the trained blocks'
+  Jacobians have norms well below $c$, so the series converges much faster than the worst case of Thm. 3 (notebook 08
+  measures this block by block).
 - The **spread** of one estimate comes from the random probe, not from the truncation: it is about the same for
   every $n$ and for the roulette, which adds a little variance of its own. Averaged over a test set of $N$ images it
   shrinks like $1/\sqrt{N}$, while a bias never averages out - that is why Residual Flows insist on unbiasedness

@@ -217,6 +217,7 @@ def test_test_images_are_dequantised_within_their_cells(mnist_available):
 
 # --- the core fix this module relies on -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_exact_logdet_survives_set_num_threads_for_large_blocks():
     """MKL's batched LU hangs for d > 128 after torch.set_num_threads(2): exact_logdet must not use it."""
     code = ("import torch; torch.set_num_threads(2)\n"
