@@ -1,4 +1,4 @@
-"""Shipped pretrained classifiers: verified loading, load-or-train for the notebooks, paper Table 2.
+"""Shipped pretrained models: verified loading, load-or-train for the notebooks, paper Table 2.
 
 ``data/pretrained/`` holds small checkpoints (each at most :data:`MAX_BYTES`) and
 ``manifest.json``, which says for every checkpoint how it was made (the exact
@@ -162,6 +162,7 @@ def checkpoint_path(name: str, directory: str | os.PathLike | None = None) -> Pa
 
 
 def sha256sum(payload: bytes) -> str:
+    """Hex sha256 of a file's contents (the manifest's check)."""
     return hashlib.sha256(payload).hexdigest()
 
 
