@@ -40,6 +40,7 @@ __all__ = [
 INVERSE_MAX_ITER = 500         # fixed-point iterations at most per block when sampling
 TEST_POINTS = 10_000           # fresh test points for the NLL (the benchmark's protocol)
 TEST_SEED_OFFSET = 1_000_003   # test points never share a seed with the training stream
+ENTROPY_POINTS = 50_000        # Monte Carlo points for the data's entropy where it is not exact
 LOGDET_MODES = ("exact", "series", "unbiased")
 
 # The tuned settings (bench_main and notebook 04 read them here): the shape both models share,
@@ -239,7 +240,7 @@ def _test_points(dataset: str, n: int, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_nll(flow: SequentialFlow, dataset: str, n: int = TEST_POINTS, seed: int = 0,
-             batch: int = 5000) -> float:
+                 batch: int = 5000) -> float:
     """Mean -log p(x) in nats on n fresh test points, exact log-det, the model in eval mode."""
     was_training = flow.training
     flow.eval()
@@ -257,7 +258,8 @@ def _loss(flow, x, logdet: str):
 
 
 def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seconds: float | None = None,
-              batch_size: int = 512, lr: float = 2e-3, logdet: str = "exact", seed: int = 0,
+              batch_size: int = TOY_TRAINING["batch_size"], lr: float = TOY_TRAINING["lr"],
+              logdet: str = "exact", seed: int = 0,
               eval_every: float | None = None, eval_points: int = TEST_POINTS, callback=None,
               **estimator_kwargs) -> list[dict]:
     """Maximum likelihood on fresh samples each step; Adam with a cosine-decaying learning rate.
@@ -313,9 +315,6 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
     if not records or records[-1]["step"] != step:
         record()
     return records
-
-
-ENTROPY_POINTS = 50_000  # Monte Carlo points for the data's entropy where it is not exact
 
 
 @functools.lru_cache(maxsize=None)
