@@ -2,6 +2,8 @@
 
     python scripts/make_pretrained.py mnist-c0.9 mnist-vanilla      # the recipes in RECIPES
     python scripts/make_pretrained.py mnist-c0.9 --time-budget 10 --epochs 0   # 10 minutes instead
+    python scripts/make_pretrained.py mnist-c0.9 --time-budget 10 --epochs 0 --train-subset 0 --batch-size 0
+        # the cpu preset's own recipe (all images, its batch size) for 10 minutes
     python scripts/make_pretrained.py --list
 
 For each name: run ``python -m iresnet_mini.train`` with the recipe into a temporary run
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="train for this many minutes")
     p.add_argument("--epochs", type=int, help="replace the recipe's epochs (0: none, train for --time-budget)")
     p.add_argument("--train-subset", type=int, metavar="N", help="replace the recipe's training images (0: all)")
+    p.add_argument("--batch-size", type=int, help="replace the recipe's batch size (0: the preset's)")
     p.add_argument("--preset", help="replace the recipe's preset (e.g. tiny for a smoke test)")
     p.add_argument("--threads", type=int, help="CPU threads (1 is fastest on a busy machine)")
     p.add_argument("--directory", type=Path, default=pretrained.PRETRAINED_DIR,
@@ -109,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown names {', '.join(unknown)}; known are {', '.join(pretrained.RECIPES)}")
     overrides = {k: v for k, v in (("time_budget", args.time_budget), ("preset", args.preset),
                                    ("threads", args.threads), ("epochs", args.epochs),
-                                   ("train_subset", args.train_subset)) if v is not None}
-    overrides.update({k: None for k in ("epochs", "train_subset") if overrides.get(k) == 0})
+                                   ("train_subset", args.train_subset), ("batch_size", args.batch_size))
+                 if v is not None}
+    overrides.update({k: None for k in ("epochs", "train_subset", "batch_size") if overrides.get(k) == 0})
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     for name in args.names:
