@@ -4,12 +4,10 @@ Run from the repository root: ``python scripts/make_notebook_02.py``.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+import nbgen
 
 PATH = Path(__file__).resolve().parent.parent / "notebooks" / "02_making_resnets_invertible.ipynb"
 
@@ -382,27 +380,8 @@ The norm is for *this* input size; on larger images it is slightly larger again 
 
 def build() -> nbformat.NotebookNode:
     """The notebook, cells from CELLS, with the Python 3 kernel and no outputs."""
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    for i, (kind, source) in enumerate(CELLS):
-        source = source.strip("\n")
-        cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
-        cell.id = f"nb02-{i:02d}"  # stable ids: regenerating gives the same file
-        nb.cells.append(cell)
-    return nb
-
-
-def write(nb: nbformat.NotebookNode, path: Path = PATH) -> Path:
-    """Write atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        nbformat.write(nb, f)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return nbgen.build(CELLS, "nb02")
 
 
 if __name__ == "__main__":
-    print(f"wrote {write(build())}")
+    print(f"wrote {nbgen.write(build(), PATH)}")
