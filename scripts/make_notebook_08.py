@@ -18,7 +18,7 @@ samples (Fig. 5), and then goes inside: it takes **residual blocks of the traine
 standard deviation of the paper's log-det estimator against the exact value (Fig. 4).
 
 **What you will learn**
-- how far a small CPU-trained flow is from the paper's 3.45 bits/dim, and why positive log-densities are normal;
+- how far a small CPU-trained flow is from the paper's Table 4, and why positive log-densities are normal;
 - what samples of an image flow look like, and the effect of the sampling temperature;
 - how to compute the **exact** log-det of a trained block (small crops of its real inputs, frozen weights);
 - that trained blocks are far from the worst case of Thm. 3: the bias vanishes after a few terms and the
@@ -68,8 +68,8 @@ if "test_bits_per_dim" in metrics:
 fig = plots.plot_bits_per_dim_table("CIFAR-10", density.PAPER_TABLE4["cifar10"], ours)
 """),
     ("md", r"""
-The paper's models train for days on the full 50,000 images; Table 4's spread between flows (3.28 to 3.49) is
-smaller than the gap a short run leaves. Where do our bits come from?
+The paper's models train for days on the full 50,000 images; the spread between the flows of Table 4 (a few tenths
+of a bit) is much smaller than the gap a short run leaves. Where do our bits come from?
 """),
     ("code", r"""
 for name, bits in breakdown.contributions().items():
@@ -204,7 +204,7 @@ batch (and over steps) do the rest.
 
 ## Summary
 
-- A short CPU run of the multi-scale i-ResNet flow is well above the paper's 3.45 bits/dim on CIFAR-10, with
+- A short CPU run of the multi-scale i-ResNet flow is well above the paper's bits/dim on CIFAR-10 (Table 4), with
   blurry samples; the fixed-point inverse converges for every sample regardless.
 - Trained residual blocks are much gentler than their Lipschitz bound: $\|J_g(x)\|_2 \ll c$. The truncated series'
   bias decays far faster than Thm. 3 promises; after a few terms the estimator's error is the Hutchinson variance.

@@ -5,18 +5,21 @@
     python scripts/make_pretrained.py mnist-c0.9 --time-budget 10 --epochs 0 --train-subset 0 --batch-size 0
         # the cpu preset's own recipe (all images, its batch size) for 10 minutes
     python scripts/make_pretrained.py --list
+    python scripts/make_pretrained.py cifar10-density --from-run runs/cifar10-density   # package a finished run
 
 For each name: run ``python -m iresnet_mini.train`` with the recipe into a temporary run
 directory; run every layer's power iteration to tolerance (so the shipped u, v certify the
 weights); keep the weights only (float16 when float32 would exceed 5 MB); evaluate the
 *saved* file on the real test set (all of it, and the first EVAL_SUBSET images that the tests
 re-check); write ``data/pretrained/<name>.pt`` and its manifest entry, each atomically.
+``--from-run`` skips the training and packages a finished run directory of the same recipe.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import datetime
+import json
 import subprocess
 import sys
 import tempfile
@@ -61,15 +64,30 @@ def shipped_metrics(payload: bytes, state: dict) -> dict:
             "params": state["params"], "certificate": cert}
 
 
-def make(name: str, recipe: pretrained.Recipe, directory: Path) -> dict:
-    """Train ``recipe``, write ``<directory>/<name>.pt`` and its manifest entry; returns the entry."""
+def finished_run(recipe: pretrained.Recipe, run_dir: Path) -> Path:
+    """``run_dir`` if it holds a finished run of ``recipe`` (its config.json agrees); else an error."""
+    config_path = run_dir / "config.json"
+    if not (run_dir / train.CHECKPOINT).is_file() or not config_path.is_file():
+        raise SystemExit(f"{run_dir} holds no run (it needs config.json and {train.CHECKPOINT})")
+    different = recipe.mismatches(json.loads(config_path.read_text()))
+    if different:
+        raise SystemExit(f"{run_dir} is a run of another recipe: {'; '.join(different)}")
+    return run_dir
+
+
+def make(name: str, recipe: pretrained.Recipe, directory: Path, from_run: Path | None = None) -> dict:
+    """Train ``recipe`` (or take its finished run ``from_run``), write ``<directory>/<name>.pt`` and its entry."""
     with tempfile.TemporaryDirectory(prefix=f"pretrained-{name}-") as tmp:
-        run_dir = Path(tmp) / "run"
-        argv = [sys.executable, "-m", "iresnet_mini.train", *recipe.argv(), "--out", str(run_dir), "--no-progress"]
-        print(f"[{name}] {recipe.command()}", flush=True)
-        start = time.perf_counter()
-        subprocess.run(argv, check=True)
-        wall_s = time.perf_counter() - start
+        if from_run is None:
+            run_dir = Path(tmp) / "run"
+            argv = [sys.executable, "-m", "iresnet_mini.train", *recipe.argv(), "--out", str(run_dir),
+                    "--no-progress"]
+            print(f"[{name}] {recipe.command()}", flush=True)
+            start = time.perf_counter()
+            subprocess.run(argv, check=True)
+            wall_s = time.perf_counter() - start
+        else:
+            run_dir, wall_s = finished_run(recipe, from_run), None
         model, config, state = certified_run(run_dir)
         history = pretrained.read_history(run_dir)
     payload, dtype = pretrained.checkpoint_bytes(model, config)
@@ -102,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="CPU threads (1 is fastest on a busy machine)")
     p.add_argument("--directory", type=Path, default=pretrained.PRETRAINED_DIR,
                    help="where the checkpoints and manifest.json go (default: data/pretrained)")
+    p.add_argument("--from-run", type=Path, metavar="RUN_DIR",
+                   help="package this finished run of the (one) named recipe instead of training")
     args = p.parse_args(argv)
+    if args.from_run is not None and len(args.names) != 1:
+        p.error("--from-run packages the run of exactly one name")
     if args.list or not args.names:
         for name, recipe in pretrained.RECIPES.items():
             print(f"{name:16s} {recipe.command()}")
@@ -118,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     for name in args.names:
-        entry = make(name, dataclasses.replace(pretrained.RECIPES[name], **overrides), args.directory)
+        entry = make(name, dataclasses.replace(pretrained.RECIPES[name], **overrides), args.directory, args.from_run)
         m = entry["metrics"]
         test, first = ((f"accuracy {100 * m['test_accuracy']:.2f}%", f"{100 * m['subset_accuracy']:.2f}%")
                        if "test_accuracy" in m else
