@@ -4,9 +4,9 @@ Run from the repository root: ``python scripts/make_notebook_07.py``.
 """
 from __future__ import annotations
 
-from make_notebook_05 import NOTEBOOKS, build, write
+import nbgen
 
-PATH = NOTEBOOKS / "07_mnist_density.ipynb"
+PATH = nbgen.NOTEBOOKS / "07_mnist_density.ipynb"
 
 CELLS = [
     ("md", r"""
@@ -304,4 +304,4 @@ for record in history[-3:]:
 
 
 if __name__ == "__main__":
-    print(f"wrote {write(build(CELLS, prefix='nb07'), PATH)}")
+    print(f"wrote {nbgen.write(nbgen.build(CELLS, prefix='nb07'), PATH)}")

@@ -4,9 +4,9 @@ Run from the repository root: ``python scripts/make_notebook_08.py``.
 """
 from __future__ import annotations
 
-from make_notebook_05 import NOTEBOOKS, build, write
+import nbgen
 
-PATH = NOTEBOOKS / "08_cifar10_density.ipynb"
+PATH = nbgen.NOTEBOOKS / "08_cifar10_density.ipynb"
 
 CELLS = [
     ("md", r"""
@@ -225,4 +225,4 @@ batch (and over steps) do the rest.
 
 
 if __name__ == "__main__":
-    print(f"wrote {write(build(CELLS, prefix='nb08'), PATH)}")
+    print(f"wrote {nbgen.write(nbgen.build(CELLS, prefix='nb08'), PATH)}")
