@@ -30,6 +30,7 @@ from . import data as _data
 from .blocks import InverseNotConvergedWarning
 from .flows import ActNorm, ResidualFlowLayer, bits_per_dim, set_estimator
 from .lipschitz import lipschitz_layers
+from .logdet_study import expected_terms
 from .models import MultiScaleFlow
 from .train import postprocess, preprocess
 
@@ -251,11 +252,9 @@ def compare_estimators(model: MultiScaleFlow, x: torch.Tensor, logit_alpha: floa
         label = f"series, {n} term{'s' if n > 1 else ''}"
         draws[label] = estimator_draws(model, x, logit_alpha, "series", n_repeats, seed, n_terms=n).cpu().numpy()
         terms[label] = float(n)
-    expected = roulette["n_exact_terms"] + (
-        (1 - roulette["p"]) / roulette["p"] if roulette["distribution"] == "geometric" else roulette["p"])
     draws["unbiased (roulette)"] = estimator_draws(model, x, logit_alpha, "unbiased", n_repeats, seed,
                                                    **roulette).cpu().numpy()
-    terms["unbiased (roulette)"] = expected
+    terms["unbiased (roulette)"] = expected_terms(roulette["n_exact_terms"], roulette["distribution"], roulette["p"])
     return EstimatorComparison(exact=exact.cpu().numpy(), draws=draws, terms=terms)
 
 
@@ -270,12 +269,12 @@ def _inverse_report(model: MultiScaleFlow) -> dict:
             "converged": all(info.converged for info in infos)}
 
 
-@torch.no_grad()
-def _inverse(model: MultiScaleFlow, zs):
-    """model.inverse(zs) with non-convergence recorded in the report instead of warned about."""
+@contextlib.contextmanager
+def _inverse_reported():
+    """Inside: a block's inverse that stops short is recorded in the report (_inverse_report), not warned about."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InverseNotConvergedWarning)
-        return model.inverse(zs)
+        yield
 
 
 @torch.no_grad()
@@ -292,11 +291,9 @@ def sample_images(model: MultiScaleFlow, n: int, logit_alpha: float | None, temp
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     model.eval()
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    zs = [prior.mean + temperature * torch.exp(prior.log_std)
-          * torch.randn((n, *prior.shape), generator=generator, device=device) for prior in model.priors]
-    x = postprocess(_inverse(model, zs), logit_alpha)
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    with _inverse_reported():
+        x = postprocess(model.sample(n, generator, temperature), logit_alpha)
     report = _inverse_report(model)
     report["outside_unit_interval"] = float(((x < 0) | (x > 1)).float().mean())
     return x.clamp(0, 1), report
@@ -313,7 +310,8 @@ def reconstruct(model: MultiScaleFlow, x: torch.Tensor, logit_alpha: float | Non
     y, _ = preprocess(x, logit_alpha)
     with using_estimator(model, "series", n_terms=1):  # only z is needed: the cheapest log-det
         zs, _ = model(y)
-    x_rec = postprocess(_inverse(model, zs), logit_alpha)
+    with _inverse_reported():
+        x_rec = postprocess(model.inverse(zs), logit_alpha)
     errors = (x_rec - x).flatten(1).abs().amax(1)
     return {"x_rec": x_rec, "errors": errors, **_inverse_report(model)}
 
