@@ -89,7 +89,6 @@ def test_using_estimator_restores_the_training_estimator(flow):
                for b in density._residual_blocks(flow))
 
 
-@pytest.mark.slow
 def test_bits_per_dim_of_the_shipped_mnist_model_equals_a_hand_computation(mnist_available):
     if "mnist-density" not in pretrained.manifest():
         pytest.skip("the MNIST density checkpoint is not shipped yet (scripts/make_pretrained.py mnist-density)")
