@@ -233,7 +233,10 @@ def copy_notebooks(source: Path, destination: Path) -> None:
 # In the page. `window.jupyterapp` is exposed by --LabApp.expose_app_in_browser.
 
 _JS_PANEL = """(path) => {
-    for (const w of window.jupyterapp.shell.widgets('main')) {
+    // While the page is still loading, the app (or its shell) does not exist yet: not found.
+    const app = window.jupyterapp;
+    if (!app || !app.shell) return null;
+    for (const w of app.shell.widgets('main')) {
         if (w.context && w.context.path === path && w.content && w.content.model) return w;
     }
     return null;
