@@ -25,6 +25,9 @@ __all__ = [
 ]
 
 _FROZEN = False
+# When a convolution meets a new input size: power iteration to this relative tolerance.
+SHAPE_CHANGE_TOL = 1e-4
+SHAPE_CHANGE_MAX_ITER = 1000
 
 
 @contextlib.contextmanager
@@ -206,7 +209,12 @@ class LipschitzConv2d(_SpectralNormMixin, nn.Conv2d):
                 f"expected input of shape (batch, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         if self.coeff is not None and self.v.numel() and self.v.shape[1:] != x.shape[1:]:
-            self._init_vectors(x)  # new spatial size: the operator changed
+            # A new spatial size is a new operator with its own norm. A fresh start of the power
+            # iteration is well below that norm, so iterate it up before using it (also in eval
+            # mode, where no iteration would otherwise run and the constraint would be weaker).
+            self._init_vectors(x)
+            if not _FROZEN:
+                self.power_iteration_to_tolerance(tol=SHAPE_CHANGE_TOL, max_iter=SHAPE_CHANGE_MAX_ITER)
         return F.conv2d(x, self.normalized_weight(x), self.bias, self.stride, self.padding)
 
 

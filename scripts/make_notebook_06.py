@@ -4,9 +4,9 @@ Run from the repository root: ``python scripts/make_notebook_06.py``.
 """
 from __future__ import annotations
 
-from make_notebook_05 import NOTEBOOKS, build, write
+import nbgen
 
-PATH = NOTEBOOKS / "06_cifar10_classification.ipynb"
+PATH = nbgen.NOTEBOOKS / "06_cifar10_classification.ipynb"
 
 CELLS = [
     ("md", r"""
@@ -55,8 +55,8 @@ print(f"classifiers: {', '.join(NAMES)}; re-evaluated on the first {len(y_test)}
 The paper's CIFAR-10 model (`models.CLASSIFIER_PRESETS["paper"]`) pads the 3 colour channels with 13 zero
 channels, then runs 3 stages of 7 steps (ActNorm, then $x + g(x)$ with bottleneck widths 32, 64, 128); stages 2
 and 3 start with a squeeze. Training: SGD with Nesterov momentum, 200 epochs, crop-and-flip augmentation. The
-shipped models use the `cpu` preset (a squeeze first, 2 stages of 4 blocks) and saw the first 10,000 training
-images once: 156 steps of 64 images.
+shipped models use the `cpu` preset (a squeeze first, 16 channels, stages of 2 and 4 blocks with widths 32 and
+64) and made ten passes over the first 10,000 training images, in batches of 128, with the same augmentation.
 """),
     ("code", r"""
 paper = models.IResNetClassifier(models.classifier_config("paper", (3, 32, 32)))
@@ -96,7 +96,8 @@ errors say how fast each network *starts* to learn, not where it ends (chance is
 ## 3. Fig. 3 on colour images
 
 The same inversion as in notebook 05: features $\to$ each block by the fixed-point iteration $x_{k+1} = y - g(x_k)$,
-ActNorm and squeezes in closed form, the 13 (here: 20) padding channels dropped.
+ActNorm and squeezes in closed form, the padding channels dropped (the paper's model pads 3 channels with 13 zero
+channels; our `cpu` preset squeezes first, to 12 channels, and pads with 4).
 """),
     ("code", r"""
 plots.plot_reconstructions([RESULTS["c=0.9"], RESULTS["vanilla"]]);
@@ -212,4 +213,4 @@ with airplanes); the answer depends on your model.
 ]
 
 if __name__ == "__main__":
-    print(f"wrote {write(build(CELLS, prefix='nb06'), PATH)}")
+    print(f"wrote {nbgen.write(nbgen.build(CELLS, prefix='nb06'), PATH)}")

@@ -19,7 +19,9 @@ os.environ.setdefault("IRESNET_MINI_MODE", "quick")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 matplotlib.use("Agg")
 
-from iresnet_mini import data  # noqa: E402  (after the environment is set)
+import torch  # noqa: E402
+
+from iresnet_mini import data, models  # noqa: E402  (after the environment is set)
 
 
 def _require(rels: list[str], what: str) -> Path:
@@ -41,3 +43,22 @@ def mnist_available() -> Path:
 def cifar_available() -> Path:
     """The data root, when the CIFAR-10 test batch and at least data_batch_1 are there; else skip."""
     return _require([*data.CIFAR10_FILES["test"], data.CIFAR10_FILES["train"][0]], "CIFAR-10")
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier():
+    """Factory: a tiny i-ResNet classifier, ActNorm initialised on random images, in eval mode.
+
+    ``scale`` multiplies every convolution's weight (a vanilla network with scale > 1 expands).
+    """
+    def make(coeff=0.9, in_shape=(1, 28, 28), scale=1.0, n_init=16):
+        torch.manual_seed(0)
+        model = models.IResNetClassifier(models.classifier_config("tiny", in_shape, coeff=coeff))
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 4:
+                    p.mul_(scale)
+            model.train()  # ActNorm's data-dependent initialisation, first power-iteration vectors
+            model(torch.randn(n_init, *in_shape, generator=torch.Generator().manual_seed(0)))
+        return model.eval()
+    return make

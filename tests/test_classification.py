@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from iresnet_mini import classification, exercises, models, plots, widgets
+from iresnet_mini import classification, exercises, plots, widgets
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -16,44 +16,32 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def _model(coeff, scale=1.0, in_shape=(1, 28, 28)):
-    """A tiny classifier with ActNorm initialised; ``scale`` multiplies every convolution's weight."""
-    torch.manual_seed(0)
-    model = models.IResNetClassifier(models.classifier_config("tiny", in_shape, coeff=coeff))
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 4:
-                p.mul_(scale)
-        model.train()
-        model(torch.randn(32, *in_shape))
-    return model.eval()
-
-
 X = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
 Y = torch.arange(6) % 10
 
 
 @pytest.fixture(scope="module")
-def results():
-    return {r["label"]: r for r in (classification.examine(_model(0.9), "mnist", X, Y, n_show=4, norm_iterations=20),
-                                    classification.examine(_model(None, scale=4.0), "mnist", X, Y, n_show=4,
-                                                           norm_iterations=20))}
+def results(tiny_classifier):
+    return {r["label"]: r for r in (
+        classification.examine(tiny_classifier(0.9, n_init=32), "mnist", X, Y, n_show=4, norm_iterations=20),
+        classification.examine(tiny_classifier(None, scale=4.0, n_init=32), "mnist", X, Y, n_show=4,
+                               norm_iterations=20))}
 
 
-def test_inverse_recovers_the_input_of_an_i_resnet():
-    rec = classification.reconstruct(_model(0.9), X)
+def test_inverse_recovers_the_input_of_an_i_resnet(tiny_classifier):
+    rec = classification.reconstruct(tiny_classifier(0.9, n_init=32), X)
     assert rec["converged"] and float(rec["errors"].max()) < 1e-4
     assert all(1 <= it < 100 for it in rec["iterations"])
 
 
-def test_inverse_of_an_expanding_vanilla_network_fails_and_says_so():
-    rec = classification.reconstruct(_model(None, scale=4.0), X, max_iter=50)
+def test_inverse_of_an_expanding_vanilla_network_fails_and_says_so(tiny_classifier):
+    rec = classification.reconstruct(tiny_classifier(None, scale=4.0, n_init=32), X, max_iter=50)
     assert not rec["converged"]
     assert float(rec["errors"].max()) > 1e-2  # inf where the iteration left the finite numbers
 
 
-def test_constrained_layer_norms_are_at_most_c_and_bound_each_branch():
-    norms = classification.layer_norms(_model(0.7), X)
+def test_constrained_layer_norms_are_at_most_c_and_bound_each_branch(tiny_classifier):
+    norms = classification.layer_norms(tiny_classifier(0.7, n_init=32), X)
     assert len(norms) == 3 * 2 and all(n["method"] == "certified" for n in norms)
     assert all(n["norm"] <= 0.7 * (1 + 1e-5) for n in norms)
     bounds = classification.branch_bounds(norms)
@@ -61,8 +49,8 @@ def test_constrained_layer_norms_are_at_most_c_and_bound_each_branch():
     assert max(bounds) <= 0.7 ** 3 * (1 + 1e-4)
 
 
-def test_vanilla_layer_norm_is_a_lower_bound_of_the_true_norm():
-    model = _model(None, scale=4.0)
+def test_vanilla_layer_norm_is_a_lower_bound_of_the_true_norm(tiny_classifier):
+    model = tiny_classifier(None, scale=4.0, n_init=32)
     (row, *_), = [classification.layer_norms(model, X, n_iter=30)]
     from iresnet_mini.lipschitz import operator_norm
     conv = model.steps[0].block.branch[0]
@@ -70,9 +58,9 @@ def test_vanilla_layer_norm_is_a_lower_bound_of_the_true_norm():
     assert row["norm"] <= true * (1 + 1e-6) and row["norm"] > 1
 
 
-def test_examine_reports_accuracy_on_the_given_labels(results):
+def test_examine_reports_accuracy_on_the_given_labels(results, tiny_classifier):
     r = results["c=0.9"]
-    model = _model(0.9)
+    model = tiny_classifier(0.9, n_init=32)
     classification.layer_norms(model, X)  # examine certifies first, and reports the certified model
     correct = int((classification.predict(model, X) == Y).sum())
     assert r["n_test"] == len(Y) and r["accuracy"] == correct / len(Y)
@@ -133,8 +121,8 @@ def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers(capsys):
     assert "Not yet" in capsys.readouterr().out
 
 
-def test_block_inverse_check_accepts_a_fixed_point():
-    model = _model(0.9)
+def test_block_inverse_check_accepts_a_fixed_point(tiny_classifier):
+    model = tiny_classifier(0.9, n_init=32)
     block = model.steps[-1].block
     with torch.no_grad():
         x = torch.randn(2, *model.feature_shape)

@@ -78,6 +78,23 @@ def test_power_iteration_runs_only_in_training_mode():
     assert not torch.equal(u, layer.u)
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_a_new_input_size_is_normalised_as_tightly_as_the_first(mode):
+    # The operator (and its norm) depends on the input size. A layer trained on 6x6 inputs
+    # and then called on 10x10 must estimate the new operator's norm, not start afresh from
+    # a random vector whose estimate is well below the truth (a weaker constraint).
+    torch.manual_seed(6)
+    layer = L.LipschitzConv2d(3, 4, 3, coeff=0.5)
+    with torch.no_grad():
+        layer.weight.mul_(4.0)
+    _train_power_iteration(layer, torch.randn(2, 3, 6, 6), 200)
+    getattr(layer, mode)()
+    layer(torch.randn(2, 3, 10, 10))
+    assert layer.v.shape == (1, 3, 10, 10)
+    effective = L.operator_norm(layer, (3, 10, 10))  # the normalised weight's true norm there
+    assert 0.5 * 0.98 <= effective <= 0.5 * 1.02
+
+
 def test_power_iteration_vectors_are_saved_in_the_state_dict_and_restored():
     torch.manual_seed(4)
     layer = L.LipschitzConv2d(3, 5, 3, coeff=0.7)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from iresnet_mini import models, pretrained, train
+from iresnet_mini import pretrained, train
 
 ENTRIES = pretrained.manifest()
 CLASSIFIERS = sorted(n for n, e in ENTRIES.items() if e.get("task") == "classify")
@@ -23,23 +23,14 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def _tiny_model(coeff=0.9, in_shape=(1, 28, 28)):
-    torch.manual_seed(0)
-    model = models.IResNetClassifier(models.classifier_config("tiny", in_shape, coeff=coeff))
-    model.train()
-    with torch.no_grad():  # ActNorm's data-dependent initialisation
-        model(torch.randn(16, *in_shape, generator=torch.Generator().manual_seed(0)))
-    return model.eval()
-
-
 def _tiny_config():
     return train.make_config("classify", "mnist", "tiny", model={"coeff": 0.9})
 
 
 @pytest.fixture
-def shipped_copy(tmp_path):
+def shipped_copy(tmp_path, tiny_classifier):
     """A directory holding one tiny checkpoint and its manifest entry."""
-    payload, dtype = pretrained.checkpoint_bytes(_tiny_model(), _tiny_config())
+    payload, dtype = pretrained.checkpoint_bytes(tiny_classifier(), _tiny_config())
     pretrained.write_checkpoint("tiny", payload, tmp_path)
     pretrained.write_entry("tiny", {"file": "tiny.pt", "sha256": pretrained.sha256sum(payload),
                                     "bytes": len(payload), "dtype": dtype}, tmp_path)
@@ -103,9 +94,9 @@ def test_shipped_i_resnets_are_certified_and_invertible(name):
 
 # --- verification before unpickling ---------------------------------------------------------
 
-def test_verified_checkpoint_loads_to_the_same_model(shipped_copy):
+def test_verified_checkpoint_loads_to_the_same_model(shipped_copy, tiny_classifier):
     model, config, entry = pretrained.load_pretrained("tiny", directory=shipped_copy)
-    reference = _tiny_model()
+    reference = tiny_classifier()
     x = torch.randn(4, 1, 28, 28)
     assert torch.allclose(model(x), reference(x), atol=1e-6)
     assert config.dataset == "mnist" and entry["dtype"] == "float32"
@@ -147,8 +138,8 @@ def test_foreign_pickle_with_the_right_hash_is_refused(tmp_path):
 
 # --- writing checkpoints and the manifest ----------------------------------------------------
 
-def test_weights_fall_back_to_float16_when_float32_is_too_big(monkeypatch):
-    model = _tiny_model()
+def test_weights_fall_back_to_float16_when_float32_is_too_big(monkeypatch, tiny_classifier):
+    model = tiny_classifier()
     size32 = len(pretrained.checkpoint_bytes(model, _tiny_config())[0])
     monkeypatch.setattr(pretrained, "MAX_BYTES", size32 - 1)
     payload, dtype = pretrained.checkpoint_bytes(model, _tiny_config())
@@ -158,10 +149,10 @@ def test_weights_fall_back_to_float16_when_float32_is_too_big(monkeypatch):
     assert torch.allclose(restored(x), model(x), atol=5e-2)
 
 
-def test_a_model_too_big_even_in_float16_is_refused(monkeypatch):
+def test_a_model_too_big_even_in_float16_is_refused(monkeypatch, tiny_classifier):
     monkeypatch.setattr(pretrained, "MAX_BYTES", 1000)
     with pytest.raises(pretrained.PretrainedError, match="even in float16"):
-        pretrained.checkpoint_bytes(_tiny_model(), _tiny_config())
+        pretrained.checkpoint_bytes(tiny_classifier(), _tiny_config())
 
 
 def test_write_entry_keeps_the_other_entries(tmp_path):

@@ -154,7 +154,7 @@ def test_paper_recipes_are_the_presets():
     assert (clf.optimizer, clf.lr, clf.momentum, clf.nesterov, clf.weight_decay) == ("sgd", 0.1, 0.9, True, 5e-4)
     assert clf.epochs == 200 and clf.augment == "crop_flip"
     dens = train.make_config("density", "cifar10", "paper")
-    assert (dens.optimizer, dens.lr) == ("adamax", 3e-3)
+    assert (dens.optimizer, dens.lr, dens.logit_alpha) == ("adamax", 3e-3, None)  # official: x - 0.5
 
 
 def test_command_line_options_build_the_config():
