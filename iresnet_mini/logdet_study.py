@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 
 from .blocks import mlp_branch
-from .lipschitz import certify, lipschitz_layers, operator_norm
+from .invertibility import jacobian_lipschitz, lipschitz_upper_bound
+from .lipschitz import certify, lipschitz_layers
 from .logdet import exact_logdet, jacobian, power_series_logdet, truncation_error_bound, unbiased_logdet
 
 __all__ = [
@@ -70,24 +71,14 @@ def study_branch(dim: int, c: float, n_layers: int = 2, activation: str = "elu",
     return branch.eval()
 
 
-def _layer_norm(layer: nn.Module, x: torch.Tensor) -> float:
-    """True norm of a dense layer, or of a (same-padded) convolution on inputs of x's spatial size."""
-    if isinstance(layer, nn.Conv2d):  # power iteration: the explicit matrix of a conv is large
-        return operator_norm(layer, (layer.in_channels, *x.shape[2:]), method="power", n_iter=200)
-    return operator_norm(layer, (layer.in_features,))
-
-
 def lipschitz_estimates(branch: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Certified Lip(g) (product of the layers' true norms) and the largest ||J_g(x)||_2 on the batch x.
 
-    Works for MLP branches and for conv branches (e.g. a trained block on small crops).
+    Works for MLP branches and for conv branches (e.g. a trained block on small crops); the two
+    figures are :func:`invertibility.lipschitz_upper_bound` and :func:`invertibility.jacobian_lipschitz`.
     """
-    dim = x[0].numel()
-    layers = [m for m in branch.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    certified = math.prod(_layer_norm(layer, x) for layer in layers)
-    jac = jacobian(branch, x).detach()
-    attained = float(torch.linalg.matrix_norm(jac, ord=2).max())
-    return {"certified": certified, "attained": attained, "dim": dim}
+    return {"certified": lipschitz_upper_bound(branch, tuple(x.shape[1:])),
+            "attained": jacobian_lipschitz(branch, x), "dim": x[0].numel()}
 
 
 def _matrix_powers(jac: torch.Tensor, n_max: int):
