@@ -89,9 +89,10 @@ plots.plot_table2(rows, DATASET);
 """),
     ("md", r"""
 In the paper the i-ResNet with $c = 0.9$ is 0.09 points behind the vanilla network and 1.3 points behind
-ResNet-164; with $c = 0.5$ the error grows by 2 points. Our one-pass CPU models are far from convergence: their
-errors say how fast each network *starts* to learn, not where it ends (chance is 90% error; the shipped pair is
-20-30 points better than chance, and its order says little). Full mode gives the comparable figures.
+ResNet-164; with $c = 0.5$ the error grows by 2 points. Our CPU models (ten passes over 10,000 images) are far
+from convergence: their errors say how fast each network *starts* to learn, not where it ends (chance is 90%
+error). The shipped vanilla network trails the i-ResNet; it was trained with the same recipe, whose high learning
+rate was chosen for the i-ResNets, so its order says little. Full mode gives the comparable figures.
 
 ## 3. Fig. 3 on colour images
 
