@@ -201,9 +201,10 @@ def test_trained_block_crop_fits_max_dim_and_the_study_respects_thm3():
 
 
 def test_flow_summary_follows_the_shapes_through_the_scales():
-    rows = density.flow_summary(models.build_model(models.flow_config("cpu", (3, 32, 32))))
+    rows = density.flow_summary(models.build_model(models.flow_config("cpu", (3, 32, 32), widths=(64, 48))))
     assert [r["input"] for r in rows] == ["(3, 32, 32)", "(6, 16, 16)"]
-    assert rows[0]["branch"] == "12 -> 64 -> 64 -> 12" and rows[1]["to the prior"] == "(24, 8, 8) (all)"
+    assert rows[0]["branch"] == "12 -> 64 -> 64 -> 12" and rows[1]["branch"] == "24 -> 48 -> 48 -> 24"
+    assert rows[1]["to the prior"] == "(24, 8, 8) (all)"
 
 
 def test_test_images_are_dequantised_within_their_cells(mnist_available):
