@@ -180,7 +180,8 @@ class LipschitzConv2d(_SpectralNormMixin, nn.Conv2d):
     """Conv layer whose operator norm (for the input size seen) is <= c; coeff=None: plain.
 
     The power iteration runs on the convolution operator for inputs of shape (C, H, W) learned
-    from the first call; a later input of another spatial size re-learns the shape.
+    from the first call; a later input of another spatial size re-learns the shape and runs the
+    power iteration to tolerance for it (in eval mode too), so the constraint holds on every size.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, coeff: float | None = 0.9,

@@ -51,7 +51,7 @@ def tiny_classifier():
 
     ``scale`` multiplies every convolution's weight (a vanilla network with scale > 1 expands).
     """
-    def make(coeff=0.9, in_shape=(1, 28, 28), scale=1.0, n_init=16):
+    def make(coeff=0.9, in_shape=(1, 28, 28), scale=1.0):
         torch.manual_seed(0)
         model = models.IResNetClassifier(models.classifier_config("tiny", in_shape, coeff=coeff))
         with torch.no_grad():
@@ -59,6 +59,6 @@ def tiny_classifier():
                 if p.dim() == 4:
                     p.mul_(scale)
             model.train()  # ActNorm's data-dependent initialisation, first power-iteration vectors
-            model(torch.randn(n_init, *in_shape, generator=torch.Generator().manual_seed(0)))
+            model(torch.randn(16, *in_shape, generator=torch.Generator().manual_seed(0)))
         return model.eval()
     return make

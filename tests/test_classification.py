@@ -23,25 +23,25 @@ Y = torch.arange(6) % 10
 @pytest.fixture(scope="module")
 def results(tiny_classifier):
     return {r["label"]: r for r in (
-        classification.examine(tiny_classifier(0.9, n_init=32), "mnist", X, Y, n_show=4, norm_iterations=20),
-        classification.examine(tiny_classifier(None, scale=4.0, n_init=32), "mnist", X, Y, n_show=4,
+        classification.examine(tiny_classifier(0.9), "mnist", X, Y, n_show=4, norm_iterations=20),
+        classification.examine(tiny_classifier(None, scale=4.0), "mnist", X, Y, n_show=4,
                                norm_iterations=20))}
 
 
 def test_inverse_recovers_the_input_of_an_i_resnet(tiny_classifier):
-    rec = classification.reconstruct(tiny_classifier(0.9, n_init=32), X)
+    rec = classification.reconstruct(tiny_classifier(0.9), X)
     assert rec["converged"] and float(rec["errors"].max()) < 1e-4
     assert all(1 <= it < 100 for it in rec["iterations"])
 
 
 def test_inverse_of_an_expanding_vanilla_network_fails_and_says_so(tiny_classifier):
-    rec = classification.reconstruct(tiny_classifier(None, scale=4.0, n_init=32), X, max_iter=50)
+    rec = classification.reconstruct(tiny_classifier(None, scale=4.0), X, max_iter=50)
     assert not rec["converged"]
     assert float(rec["errors"].max()) > 1e-2  # inf where the iteration left the finite numbers
 
 
 def test_constrained_layer_norms_are_at_most_c_and_bound_each_branch(tiny_classifier):
-    norms = classification.layer_norms(tiny_classifier(0.7, n_init=32), X)
+    norms = classification.layer_norms(tiny_classifier(0.7), X)
     assert len(norms) == 3 * 2 and all(n["method"] == "certified" for n in norms)
     assert all(n["norm"] <= 0.7 * (1 + 1e-5) for n in norms)
     bounds = classification.branch_bounds(norms)
@@ -50,7 +50,7 @@ def test_constrained_layer_norms_are_at_most_c_and_bound_each_branch(tiny_classi
 
 
 def test_vanilla_layer_norm_is_a_lower_bound_of_the_true_norm(tiny_classifier):
-    model = tiny_classifier(None, scale=4.0, n_init=32)
+    model = tiny_classifier(None, scale=4.0)
     (row, *_), = [classification.layer_norms(model, X, n_iter=30)]
     from iresnet_mini.lipschitz import operator_norm
     conv = model.steps[0].block.branch[0]
@@ -60,7 +60,7 @@ def test_vanilla_layer_norm_is_a_lower_bound_of_the_true_norm(tiny_classifier):
 
 def test_examine_reports_accuracy_on_the_given_labels(results, tiny_classifier):
     r = results["c=0.9"]
-    model = tiny_classifier(0.9, n_init=32)
+    model = tiny_classifier(0.9)
     classification.layer_norms(model, X)  # examine certifies first, and reports the certified model
     correct = int((classification.predict(model, X) == Y).sum())
     assert r["n_test"] == len(Y) and r["accuracy"] == correct / len(Y)
@@ -122,7 +122,7 @@ def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers(capsys):
 
 
 def test_block_inverse_check_accepts_a_fixed_point(tiny_classifier):
-    model = tiny_classifier(0.9, n_init=32)
+    model = tiny_classifier(0.9)
     block = model.steps[-1].block
     with torch.no_grad():
         x = torch.randn(2, *model.feature_shape)
