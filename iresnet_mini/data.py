@@ -24,7 +24,6 @@ import hashlib
 import math
 import os
 import tarfile
-import tempfile
 import urllib.request
 import warnings
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from .files import atomic_open
 
 ENV_VAR = "IRESNET_MINI_DATA"
 
@@ -190,27 +191,21 @@ def download_file(urls: Sequence[str], dest: str | os.PathLike, md5: str,
 
 def _fetch(source: str, dest: Path, md5: str, opener: Callable, progress: bool) -> None:
     """Copy ``opener(source)`` to ``dest`` through a temporary file, renamed only once the md5 is right."""
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        digest, written = hashlib.md5(), 0
-        with os.fdopen(fd, "wb") as out, opener(source) as response:
-            length = getattr(response, "headers", {}).get("Content-Length")
-            total = int(length) if length else None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
-                      disable=not progress) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    written += len(chunk)
-                    bar.update(len(chunk))
+    digest, written = hashlib.md5(), 0
+    with atomic_open(dest) as out, opener(source) as response:
+        length = getattr(response, "headers", {}).get("Content-Length")
+        total = int(length) if length else None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+        # still inside atomic_open: an error here deletes the temporary file, dest stays as it was
         if total is not None and written != total:
             raise DataError(f"truncated download: got {written} of {total} bytes")
         if digest.hexdigest() != md5:
             raise ChecksumError(f"{source} gave bytes with md5 {digest.hexdigest()}, expected {md5}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _extract_cifar(tarball: Path, root: Path, wanted: Sequence[str]) -> None:

@@ -1,4 +1,4 @@
-"""Shipped pretrained models: verified loading, load-or-train for the notebooks, paper Table 2.
+"""Shipped pretrained models: verified loading, load-or-train for the notebooks.
 
 ``data/pretrained/`` holds small checkpoints (each at most :data:`MAX_BYTES`) and
 ``manifest.json``, which says for every checkpoint how it was made (the exact
@@ -15,7 +15,6 @@ then read with ``torch.load(weights_only=True)`` (tensors and plain containers o
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import io
 import json
@@ -30,10 +29,10 @@ import torch
 from . import data as _data
 from . import models, train
 from .config import get_device, is_quick
+from .files import locked, write_atomically
 
 __all__ = [
-    "PRETRAINED_DIR", "MAX_BYTES", "EVAL_SUBSET", "FORMAT", "PAPER_TABLE2", "PAPER_TABLE2_SOURCE", "paper_error",
-    "Recipe", "RECIPES", "PretrainedError", "manifest", "names", "checkpoint_path", "sha256sum",
+    "PRETRAINED_DIR", "MAX_BYTES", "EVAL_SUBSET", "FORMAT", "Recipe", "RECIPES", "PretrainedError", "manifest", "names", "checkpoint_path", "sha256sum",
     "model_from_bytes", "load_pretrained", "load_or_train", "read_history", "test_transform", "evaluate_test",
     "checkpoint_bytes", "write_checkpoint", "write_entry",
 ]
@@ -43,31 +42,6 @@ MANIFEST = "manifest.json"
 FORMAT = "iresnet-mini-pretrained/1"
 MAX_BYTES = 5_000_000  # every shipped checkpoint stays at or below 5 MB
 EVAL_SUBSET = 1000     # the first N test images: a fast re-check of the manifest's figures
-
-# The paper's Table 2: test classification error in % (Behrmann et al., ICML 2019, arXiv 1811.00995).
-# Columns: ResNet-164, the same i-ResNet architecture without the Lipschitz constraint ("vanilla"),
-# and i-ResNets with coefficient c. The paper gives no ResNet-164 figure for MNIST.
-PAPER_TABLE2_SOURCE = ("Behrmann et al., Invertible Residual Networks, ICML 2019 (arXiv 1811.00995), "
-                       "Table 2: test classification error in %")
-PAPER_TABLE2: dict[str, dict[str, float | None]] = {
-    "mnist": {"ResNet-164": None, "vanilla": 0.38, "c=0.9": 0.40, "c=0.8": 0.42, "c=0.7": 0.40,
-              "c=0.6": 0.42, "c=0.5": 0.86},
-    "cifar10": {"ResNet-164": 5.50, "vanilla": 6.69, "c=0.9": 6.78, "c=0.8": 6.86, "c=0.7": 6.93,
-                "c=0.6": 7.72, "c=0.5": 8.71},
-    "cifar100": {"ResNet-164": 24.30, "vanilla": 23.97, "c=0.9": 24.58, "c=0.8": 24.99, "c=0.7": 25.99,
-                 "c=0.6": 27.30, "c=0.5": 29.45},
-}
-
-
-def paper_error(dataset: str, coeff: float | None) -> float | None:
-    """Table 2's test error in % for ``dataset`` and Lipschitz coefficient ``coeff`` (None: vanilla)."""
-    if dataset not in PAPER_TABLE2:
-        raise ValueError(f"Table 2 has no data set {dataset!r}: it has {', '.join(PAPER_TABLE2)}")
-    column = "vanilla" if coeff is None else f"c={coeff:g}"
-    if column not in PAPER_TABLE2[dataset]:
-        raise ValueError(f"Table 2 has no column {column!r}: it has {', '.join(PAPER_TABLE2[dataset])}")
-    return PAPER_TABLE2[dataset][column]
-
 
 class PretrainedError(RuntimeError):
     """A shipped checkpoint is unknown, missing, or does not match its manifest entry."""
@@ -285,19 +259,6 @@ def evaluate_test(model, config: train.TrainConfig, n_images: int | None = None)
     return train.evaluate(model, loader, config, loader.device)
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def checkpoint_bytes(model, config: train.TrainConfig) -> tuple[bytes, str]:
     """(file contents, dtype): weights + configs in float32, or if that exceeds MAX_BYTES, the weights and
     the power-iteration vectors u, v in float16 (other buffers stay float32)."""
@@ -316,7 +277,7 @@ def checkpoint_bytes(model, config: train.TrainConfig) -> tuple[bytes, str]:
 def write_checkpoint(name: str, payload: bytes, directory: str | os.PathLike | None = None) -> Path:
     """Write checkpoint bytes to ``<directory>/<name>.pt`` atomically (temp file, then rename)."""
     path = checkpoint_path(name, directory)
-    _atomic_write_bytes(path, payload)
+    write_atomically(path, payload)
     return path
 
 
@@ -324,8 +285,7 @@ def write_entry(name: str, entry: dict, directory: str | os.PathLike | None = No
     """Add or replace one manifest entry: under a lock, re-read the manifest, then write it atomically."""
     directory = Path(directory or PRETRAINED_DIR)
     key = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"iresnet-mini-manifest-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two scripts updating different entries keep both
+    with locked(Path(tempfile.gettempdir()) / f"iresnet-mini-manifest-{key}.lock"):
+        # two scripts updating different entries keep both
         entries = {**manifest(directory), name: entry}
-        text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
-        _atomic_write_bytes(directory / MANIFEST, text.encode())
+        write_atomically(directory / MANIFEST, json.dumps(dict(sorted(entries.items())), indent=2) + "\n")

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from . import data as _data
 from . import lipschitz, models
 from .blocks import InverseNotConvergedWarning
 from .config import get_device, seed_everything
+from .files import atomic_open, write_atomically
 from .flows import bits_per_dim, set_estimator
 
 __all__ = [
@@ -328,23 +328,12 @@ def _progress(step: int, elapsed_s: float, total_steps: int | None, config: Trai
 # Checkpoints (atomic; tensors and plain containers only, for weights_only=True)
 # ----------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_json(path: Path, value) -> None:
-    _atomic_write(path, lambda h: h.write((json.dumps(value, indent=2) + "\n").encode()))
+    write_atomically(path, json.dumps(value, indent=2) + "\n")
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
-    _atomic_write(path, lambda h: h.write("".join(json.dumps(m) + "\n" for m in history).encode()))
+    write_atomically(path, "".join(json.dumps(m) + "\n" for m in history))
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -364,7 +353,8 @@ def save_checkpoint(path: Path, model, optimizer, state: dict, config: TrainConf
     """Model, optimiser, RNG and loop state, written to a temporary file and renamed into place."""
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(device),
                "state": state, "config": dataclasses.asdict(config)}
-    _atomic_write(path, lambda h: torch.save(payload, h))
+    with atomic_open(path) as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
