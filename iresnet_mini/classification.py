@@ -17,7 +17,8 @@ import torch
 
 from . import data as _data
 from .lipschitz import LipschitzConv2d, certify, operator_norm
-from .pretrained import RECIPES, paper_error
+from .facts import paper_error
+from .pretrained import RECIPES
 
 __all__ = ["label", "checkpoints_for", "test_batch", "to_pixels", "predict", "reconstruct", "layer_norms", "branch_bounds",
            "examine", "table2_rows", "markdown_table"]

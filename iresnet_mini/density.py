@@ -1,6 +1,5 @@
 """Trained i-ResNet density models examined: bits/dim, estimators, samples, reconstructions, a trained block.
 
-* :data:`PAPER_TABLE4` - the paper's bits/dim on MNIST and CIFAR-10 (Table 4), one place for them.
 * :func:`bits_per_dim_breakdown` - where a model's bits/dim come from: the prior, every ActNorm and
   residual layer's log-det, the preprocessing, and the 8 bits of the dequantisation (Sec. 3, 5).
 * :func:`estimator_draws` / :func:`compare_estimators` - one trained model evaluated with the
@@ -35,30 +34,12 @@ from .models import MultiScaleFlow
 from .train import postprocess, preprocess
 
 __all__ = [
-    "PAPER_TABLE4", "PAPER_TABLE4_SOURCE", "paper_bits_per_dim", "test_images", "flow_layers",
+    "test_images", "flow_layers",
     "using_estimator", "log_likelihood", "flow_summary", "log_prob_terms", "BitsBreakdown", "bits_per_dim_breakdown",
     "estimator_draws",
     "EstimatorComparison", "compare_estimators", "sample_images", "reconstruct", "frozen_branch",
     "block_input", "center_crop", "TrainedBlock", "trained_block",
 ]
-
-# The paper's Table 4: bits/dim on the test sets (Behrmann et al., ICML 2019, arXiv 1811.00995).
-PAPER_TABLE4_SOURCE = ("Behrmann et al., Invertible Residual Networks, ICML 2019 (arXiv 1811.00995), "
-                       "Table 4: test bits/dim")
-PAPER_TABLE4: dict[str, dict[str, float]] = {
-    "mnist": {"Real NVP": 1.06, "Glow": 1.05, "FFJORD": 0.99, "i-ResNet": 1.06, "Residual Flow": 0.97},
-    "cifar10": {"Real NVP": 3.49, "Glow": 3.35, "FFJORD": 3.40, "i-ResNet": 3.45, "Residual Flow": 3.28},
-}
-
-
-def paper_bits_per_dim(dataset: str, model: str = "i-ResNet") -> float:
-    """Table 4's bits/dim of ``model`` on ``dataset`` ("mnist" or "cifar10")."""
-    if dataset not in PAPER_TABLE4:
-        raise ValueError(f"Table 4 has no data set {dataset!r}: it has {', '.join(PAPER_TABLE4)}")
-    if model not in PAPER_TABLE4[dataset]:
-        raise ValueError(f"Table 4 has no model {model!r}: it has {', '.join(PAPER_TABLE4[dataset])}")
-    return PAPER_TABLE4[dataset][model]
-
 
 def test_images(dataset: str, n: int, seed: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
     """The first ``n`` test images, dequantised to [0, 1) as (k + u) / 256 with seeded noise u (Sec. 5)."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iresnet_mini import data, density, exercises, flows, logdet, logdet_study, models, plots, pretrained, train
+from iresnet_mini import data, density, exercises, facts, flows, logdet, logdet_study, models, plots, pretrained, train
 from iresnet_mini.lipschitz import LipschitzConv2d
 
 SHAPE = (1, 8, 8)
@@ -44,19 +44,7 @@ def comparison(flow):
     return density.compare_estimators(flow, _images(3), None, series_terms=(1, 8), n_repeats=6)
 
 
-# --- Table 4 and bits/dim bookkeeping -------------------------------------------------------------
-
-def test_table4_holds_the_papers_bits_per_dim():
-    assert density.PAPER_TABLE4["mnist"] == {"Real NVP": 1.06, "Glow": 1.05, "FFJORD": 0.99, "i-ResNet": 1.06,
-                                             "Residual Flow": 0.97}
-    assert density.PAPER_TABLE4["cifar10"] == {"Real NVP": 3.49, "Glow": 3.35, "FFJORD": 3.40, "i-ResNet": 3.45,
-                                               "Residual Flow": 3.28}
-    assert density.paper_bits_per_dim("cifar10") == 3.45
-    with pytest.raises(ValueError, match="no data set"):
-        density.paper_bits_per_dim("svhn")
-    with pytest.raises(ValueError, match="no model"):
-        density.paper_bits_per_dim("mnist", "PixelCNN")
-
+# --- bits/dim bookkeeping -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("logit_alpha", [None, 0.05])
 def test_breakdown_terms_add_up_to_the_bits_per_dim_of_train(logit_alpha):
@@ -240,7 +228,7 @@ def test_density_figures_draw(flow, comparison):
     history = [{"epoch": 1, "train_loss": 5.0, "test_bits_per_dim": 4.5},
                {"epoch": 2, "train_loss": 4.0, "test_bits_per_dim": 3.9}]
     figures = [plots.plot_bits_breakdown(breakdown),
-               plots.plot_bits_per_dim_table("MNIST", density.PAPER_TABLE4["mnist"], {"ours": 1.5}),
+               plots.plot_bits_per_dim_table("MNIST", facts.bits_per_dim_references("mnist"), {"ours": 1.5}),
                plots.plot_image_grid(x, nrow=2, title="x"),
                plots.plot_density_reconstructions(x, density.reconstruct(flow, x, None), n=3),
                plots.plot_density_estimators(comparison), plots.plot_preprocessing(x),

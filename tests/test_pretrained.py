@@ -198,16 +198,3 @@ def test_load_or_train_trains_resumes_and_protects_other_runs(mnist_available, t
     assert (run / "checkpoint.pt").stat().st_mtime_ns == before
     with pytest.raises(FileExistsError, match="coeff"):
         pretrained.load_or_train("mnist-vanilla", train_now=True, run_dir=run, **recipe)
-
-
-# --- the paper's numbers ----------------------------------------------------------------------
-
-def test_paper_table2_numbers_by_coefficient():
-    assert pretrained.paper_error("mnist", 0.9) == 0.40
-    assert pretrained.paper_error("cifar10", None) == 6.69
-    assert pretrained.paper_error("cifar10", 0.5) > pretrained.paper_error("cifar10", 0.9)
-    with pytest.raises(ValueError, match="no column 'c=0.3'"):
-        pretrained.paper_error("mnist", 0.3)
-    with pytest.raises(ValueError, match="no data set"):
-        pretrained.paper_error("svhn", 0.9)
-
