@@ -1,21 +1,57 @@
 """Self-checks for the notebooks' exercises: each tells the learner whether an answer is right.
 
-A check returns True/False and prints a short verdict with a hint; it never prints the
-solution (that sits in a collapsed cell of the notebook).
+A check returns True/False and prints one verdict line: ``Correct: ...`` with what the answer
+shows, ``Not yet: ...`` with a hint, or ``Not answered yet: ...`` while the exercise cell still
+holds its placeholder (``None``, ``...``, or a function that returns ``None``). It never raises
+on a learner's answer and never prints the solution: solutions are cells of their own, tagged
+``solution``, which the student edition leaves out (:mod:`iresnet_mini.editions`).
 """
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import math
 
 from .logdet import truncation_error_bound
 
-__all__ = ["verdict", "close_to"]
+__all__ = ["CORRECT", "NOT_YET", "NOT_ANSWERED", "verdict", "not_answered", "answers", "close_to"]
+
+CORRECT, NOT_YET, NOT_ANSWERED = "Correct: ", "Not yet: ", "Not answered yet: "
 
 
 def verdict(ok: bool, success: str, hint: str) -> bool:
     """Print a friendly verdict; returns ok."""
-    print(("Correct: " + success) if ok else ("Not yet: " + hint))
+    print((CORRECT + success) if ok else (NOT_YET + hint))
     return bool(ok)
+
+
+def not_answered(what: str = "replace the placeholder (None or ...) in the cell with your answer") -> bool:
+    """Print that the exercise is still open; returns False (an open exercise is not an error)."""
+    print(NOT_ANSWERED + what + ", then run the cell again.")
+    return False
+
+
+def _is_placeholder(value) -> bool:
+    return value is None or value is Ellipsis
+
+
+def answers(*names: str):
+    """Decorator: the check reports 'not answered yet' while any of the named arguments is None or ``...``."""
+    def decorate(check):
+        signature = inspect.signature(check)
+        missing = [name for name in names if name not in signature.parameters]
+        if missing:
+            raise TypeError(f"{check.__name__} has no parameter(s) {missing}")
+
+        @functools.wraps(check)
+        def checked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            if any(_is_placeholder(bound.arguments.get(name)) for name in names):
+                return not_answered(f"set {', '.join(names)} (still None)")
+            return check(*args, **kwargs)
+        return checked
+    return decorate
 
 
 def close_to(value, target: float, rtol: float = 1e-2, atol: float = 1e-8) -> bool:
@@ -33,6 +69,7 @@ __all__ += ["HUTCHINSON_J", "check_truncation_bound", "check_hutchinson_2x2", "c
 HUTCHINSON_J = ((0.3, 0.2), (-0.1, 0.4))  # the 2x2 Jacobian of exercise 03.2
 
 
+@answers('answer')
 def check_truncation_bound(answer, lipschitz: float = 0.5, dim: int = 2, n_terms: int = 3) -> bool:
     """Ex. 03.1: the Thm. 3 bound on the error of the series truncated after n_terms."""
     target = truncation_error_bound(lipschitz, dim, n_terms)
@@ -42,6 +79,7 @@ def check_truncation_bound(answer, lipschitz: float = 0.5, dim: int = 2, n_terms
                    "mind the minus sign and the natural logarithm.")
 
 
+@answers('estimate_v1', 'estimate_v2')
 def check_hutchinson_2x2(estimate_v1, estimate_v2) -> bool:
     """Ex. 03.2: v^T J v for the Rademacher probes v1 = (1, 1) and v2 = (1, -1), J = HUTCHINSON_J."""
     (a, b), (c, d) = HUTCHINSON_J
@@ -53,6 +91,7 @@ def check_hutchinson_2x2(estimate_v1, estimate_v2) -> bool:
                    "come with a minus sign.")
 
 
+@answers('answer')
 def check_terms_needed(answer, lipschitz: float = 0.5, dim: int = 10, tol: float = 0.01) -> bool:
     """Ex. 03.3: the smallest n for which the Thm. 3 bound is at most tol."""
     n = 1
@@ -68,6 +107,7 @@ def check_terms_needed(answer, lipschitz: float = 0.5, dim: int = 10, tol: float
 __all__ += ["check_branch_bound", "check_block_inverse", "check_feature_size", "check_confusion"]
 
 
+@answers('lip_g', 'lip_inverse')
 def check_branch_bound(lip_g, lip_inverse, coeff: float = 0.9, n_layers: int = 3) -> bool:
     """Ex. 05.1: a branch of n_layers layers of norm <= c has Lip(g) <= c^n; one block's Lip(F^-1) <= 1/(1 - that)."""
     target_g = coeff ** n_layers
@@ -79,6 +119,7 @@ def check_branch_bound(lip_g, lip_inverse, coeff: float = 0.9, n_layers: int = 3
                    "1-Lipschitz); then use Lip(F^-1) <= 1 / (1 - Lip(g)).")
 
 
+@answers('x')
 def check_block_inverse(block, y, x, atol: float = 1e-4) -> bool:
     """Ex. 05.2: x inverts the residual block, i.e. block(x) = x + g(x) equals y to atol."""
     import torch
@@ -93,6 +134,7 @@ def check_block_inverse(block, y, x, atol: float = 1e-4) -> bool:
                    "block.branch, until the update stops changing x (a few dozen steps).")
 
 
+@answers('n_features', 'n_zeros')
 def check_feature_size(n_features, n_zeros, preset: str = "paper", in_shape=(3, 32, 32)) -> bool:
     """Ex. 06.1: numbers in one image's features, and how many of them are injective zero padding."""
     from .models import IResNetClassifier, classifier_config
@@ -107,6 +149,7 @@ def check_feature_size(n_features, n_zeros, preset: str = "paper", in_shape=(3, 
                    "(4C, H/2, W/2) and keeps C*H*W.")
 
 
+@answers('true_class', 'predicted_class')
 def check_confusion(true_class, predicted_class, predictions, labels, classes) -> bool:
     """Ex. 06.2: the most frequent confusion (true class, predicted class) among the predictions."""
     import torch
@@ -133,6 +176,7 @@ __all__ += ["check_min_slope", "check_crossing_counter", "check_banach_iteration
             "check_conv_normalised"]
 
 
+@answers('answer')
 def check_min_slope(answer, lipschitz: float = 0.5, depth: int = 8) -> bool:
     """Ex. 01.1: the smallest slope F'(x) a depth-T stack of 1D blocks with Lip(g_t) <= L can have."""
     target = (1 - lipschitz) ** depth
@@ -143,6 +187,7 @@ def check_min_slope(answer, lipschitz: float = 0.5, depth: int = 8) -> bool:
                    "of the blocks' slopes (chain rule).")
 
 
+@answers('count_flips')
 def check_crossing_counter(count_flips) -> bool:
     """Ex. 01.2: a function (before, after) -> number of pairs whose order flips, on hidden test cases."""
     g = torch.Generator().manual_seed(0)
@@ -151,14 +196,23 @@ def check_crossing_counter(count_flips) -> bool:
              (torch.tensor([-1.0, 0.0, 1.0, 2.0]), torch.tensor([1.0, 0.0, 1.5, 2.0]))]
     cases += [(torch.randn(12, generator=g), torch.randn(12, generator=g)) for _ in range(5)]
     try:
-        ok = all(int(count_flips(a, b)) == count_crossings(torch.stack([a, b])) for a, b in cases)
+        counts = [count_flips(a, b) for a, b in cases]
+    except NotImplementedError:
+        return not_answered("write the body of count_flips")
     except Exception as error:  # the learner's code: report, do not crash the notebook
         return verdict(False, "", f"your function raised {type(error).__name__}: {error}")
+    if all(_is_placeholder(count) for count in counts):
+        return not_answered("write the body of count_flips (it still returns None)")
+    try:
+        ok = all(int(count) == count_crossings(torch.stack([a, b])) for count, (a, b) in zip(counts, cases))
+    except (TypeError, ValueError) as error:
+        return verdict(False, "", f"count_flips must return a whole number, got {counts[0]!r} ({error})")
     return verdict(ok, "your count agrees with dynamics.count_crossings on all test cases.",
                    "a pair (i, j) flips when (a_i - a_j) and (b_i - b_j) have opposite signs; count each "
                    "unordered pair once.")
 
 
+@answers('answer')
 def check_banach_iterations(answer, lipschitz: float = 0.9, tol: float = 1e-6, first_step: float = 1.0) -> bool:
     """Ex. 02.1: the fewest fixed-point iterations for which Banach's bound guarantees ||x - x_k|| <= tol."""
     target = banach_iterations(lipschitz, tol, first_step)
@@ -168,6 +222,7 @@ def check_banach_iterations(answer, lipschitz: float = 0.9, tol: float = 1e-6, f
                    "inequality) and round up to a whole number.")
 
 
+@answers('lip_F', 'lip_F_inv')
 def check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz: float = 0.75) -> bool:
     """Ex. 02.2: the bounds on Lip(F) and Lip(F^-1) for F = id + g with Lip(g) = L."""
     ok = close_to(lip_F, 1 + lipschitz, rtol=1e-6) and close_to(lip_F_inv, 1 / (1 - lipschitz), rtol=1e-6)
@@ -176,16 +231,24 @@ def check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz: float = 0.75) -> bool
                    "||F(x) - F(y)|| >= ||x - y|| - ||g(x) - g(y)||.")
 
 
-def check_conv_normalised(layer, input_shape=(4, 16, 16), target: float = 0.9) -> bool:
-    """Ex. 02.3: a conv whose true operator norm on inputs of ``input_shape`` is ``target``."""
+@answers("factor")
+def check_conv_normalised(layer, factor, input_shape=(4, 16, 16), target: float = 0.9) -> bool:
+    """Ex. 02.3: ``factor`` rescales the conv's weight to operator norm ``target`` on inputs of ``input_shape``.
+
+    The layer itself is left as it is: the check measures a rescaled copy.
+    """
     try:
-        norm = operator_norm(layer, input_shape)
+        scaled = copy.deepcopy(layer)
+        with torch.no_grad():
+            scaled.weight.mul_(float(factor))
+        norm = operator_norm(scaled, input_shape)
     except Exception as error:
-        return verdict(False, "", f"operator_norm could not evaluate your layer: {type(error).__name__}: {error}")
+        return verdict(False, "", f"could not rescale the layer by {factor!r}: {type(error).__name__}: {error}")
     ok = close_to(norm, target, rtol=1e-2)
-    return verdict(ok, f"its operator norm is {norm:.4f}; its reshaped-kernel norm is {reshaped_kernel_norm(layer):.4f}.",
-                   f"its operator norm on {tuple(input_shape)} inputs is not {target} yet: measure the operator "
-                   "norm on those inputs (not the reshaped kernel's) and rescale the weight by target / norm.")
+    return verdict(ok, f"the rescaled operator norm is {norm:.4f}; its reshaped-kernel norm is "
+                       f"{reshaped_kernel_norm(scaled):.4f}, so dividing by that would have missed.",
+                   f"with this factor the operator norm on {tuple(input_shape)} inputs is {norm:.4f}, not {target}: "
+                   "measure the operator norm on those inputs (not the reshaped kernel's) and use target / norm.")
 
 
 # --- notebook 04: 2D densities --------------------------------------------------------------
@@ -196,6 +259,7 @@ from .toyflows import log_det_identity_plus  # noqa: E402
 __all__ += ["check_logdet_2x2", "check_density_mass", "check_checkerboard_entropy"]
 
 
+@answers('logdet_2x2')
 def check_logdet_2x2(logdet_2x2) -> bool:
     """Ex. 04.1: a function J (batch, 2, 2) -> log det(I + J) per sample, by the closed 2x2 formula."""
     g = torch.Generator().manual_seed(4)
@@ -203,10 +267,12 @@ def check_logdet_2x2(logdet_2x2) -> bool:
     jac = jac * (0.9 / torch.linalg.matrix_norm(jac, ord=2))[:, None, None]  # ||J|| = 0.9 < 1, as in a block
     try:
         answer = logdet_2x2(jac)
+    except NotImplementedError:
+        return not_answered("write the body of logdet_2x2")
     except Exception as error:
         return verdict(False, "", f"your function raised {type(error).__name__}: {error}")
     if answer is None:
-        return verdict(False, "", "your function returns None: return a tensor with one value per sample.")
+        return not_answered("write the body of logdet_2x2 (it still returns None)")
     answer = torch.as_tensor(answer, dtype=torch.float64)
     expected = log_det_identity_plus(jac)
     ok = answer.shape == expected.shape and bool(torch.allclose(answer, expected, atol=1e-10))
@@ -215,6 +281,7 @@ def check_logdet_2x2(logdet_2x2) -> bool:
                    "the matrix is I + J, not J.")
 
 
+@answers('mass')
 def check_density_mass(mass, log_p_grid, extent) -> bool:
     """Ex. 04.2: the probability mass of a learned density on its plotted grid (a Riemann sum)."""
     n = log_p_grid.shape[0]
@@ -227,6 +294,7 @@ def check_density_mass(mass, log_p_grid, extent) -> bool:
                    "per side from -lim to lim, so a cell is (2 lim / (n - 1)) squared.")
 
 
+@answers('answer')
 def check_checkerboard_entropy(answer) -> bool:
     """Ex. 04.3: the entropy of the checkerboard data (uniform on 8 squares of side 2), in nats."""
     ok = close_to(answer, math.log(32.0), rtol=1e-4)
@@ -239,6 +307,7 @@ def check_checkerboard_entropy(answer) -> bool:
 __all__ += ["check_bits_per_dim", "check_logit_logdet", "check_log_density_from_bits", "check_probes_needed"]
 
 
+@answers('answer')
 def check_bits_per_dim(answer, log_prob_nats: float, n_dims: int) -> bool:
     """Ex. 07.2: bits/dim of one 8-bit image from the model's log p(x) (nats) of its dequantised version."""
     target = -float(log_prob_nats) / (n_dims * math.log(2)) + 8
@@ -249,6 +318,7 @@ def check_bits_per_dim(answer, log_prob_nats: float, n_dims: int) -> bool:
                    "natural logarithm ln 2, and do not forget the + 8.")
 
 
+@answers('logdet_nats', 'bits_shift')
 def check_logit_logdet(logdet_nats, bits_shift, x: float = 0.5, alpha: float = 0.05, n_dims: int = 784) -> bool:
     """Ex. 07.1: log|det dy/dx| of the logit transform for an image whose every pixel is x, and its bits/dim shift."""
     s = alpha + (1 - 2 * alpha) * x
@@ -261,6 +331,7 @@ def check_logit_logdet(logdet_nats, bits_shift, x: float = 0.5, alpha: float = 0
                    "(1 - 2 alpha) x. Sum its log over the D pixels; the bits/dim shift is -log|det| / (D ln 2).")
 
 
+@answers('answer')
 def check_log_density_from_bits(answer, bits: float = 3.45, n_dims: int = 3072) -> bool:
     """Ex. 08.1: the log-density log p(x) in nats per image that a model with ``bits`` bits/dim assigns."""
     target = (8 - bits) * n_dims * math.log(2)
@@ -270,6 +341,7 @@ def check_log_density_from_bits(answer, bits: float = 3.45, n_dims: int = 3072) 
                    "solve bits/dim = -log p(x) / (D ln 2) + 8 for log p(x); mind the sign.")
 
 
+@answers('answer')
 def check_probes_needed(answer, std_one_probe: float, target: float) -> bool:
     """Ex. 08.2: the fewest probes m for which the std of the averaged estimate, std_1 / sqrt(m), is <= target."""
     m = max(1, math.ceil((std_one_probe / target) ** 2 - 1e-9))

@@ -10,12 +10,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-def notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered course notebooks, in order."""
-    return sorted(p for p in Path(directory).glob("[0-9][0-9]_*.ipynb"))
+from .editions import NOTEBOOK_DIR, lessons as notebooks  # noqa: F401  (the runner's names for them)
 
 
 def execute(path: Path, mode: str = "quick", timeout: int = 600, workdir: Path | None = None):

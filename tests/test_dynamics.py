@@ -206,3 +206,18 @@ def test_crossing_counter_check():
     assert exercises.check_crossing_counter(right)
     assert not exercises.check_crossing_counter(twice)
     assert not exercises.check_crossing_counter(broken)
+
+
+def test_crossing_counter_check_reports_an_unwritten_function_as_not_answered(capsys):
+    def stub(before, after):
+        ...
+
+    def not_implemented(before, after):
+        raise NotImplementedError
+
+    assert not exercises.check_crossing_counter(stub)
+    assert capsys.readouterr().out.startswith(exercises.NOT_ANSWERED)
+    assert not exercises.check_crossing_counter(not_implemented)
+    assert capsys.readouterr().out.startswith(exercises.NOT_ANSWERED)
+    assert not exercises.check_crossing_counter(lambda a, b: 0)  # a wrong count is not "unanswered"
+    assert capsys.readouterr().out.startswith(exercises.NOT_YET)

@@ -251,9 +251,7 @@ def test_bi_lipschitz_exercise_check():
 def test_conv_exercise_check_wants_the_operator_norm():
     torch.manual_seed(0)
     conv = LipschitzConv2d(4, 4, 3, coeff=None).to(torch.float64)
-    with torch.no_grad():
-        conv.weight.mul_(0.9 / reshaped_kernel_norm(conv))
-    assert not exercises.check_conv_normalised(conv)  # normalised by the wrong norm
-    with torch.no_grad():
-        conv.weight.mul_(0.9 / operator_norm(conv, (4, 16, 16)))
-    assert exercises.check_conv_normalised(conv)
+    before = conv.weight.detach().clone()
+    assert not exercises.check_conv_normalised(conv, 0.9 / reshaped_kernel_norm(conv))  # the wrong norm
+    assert exercises.check_conv_normalised(conv, 0.9 / operator_norm(conv, (4, 16, 16)))
+    assert torch.equal(conv.weight, before)  # the check measures a copy: the learner's layer is unchanged

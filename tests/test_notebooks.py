@@ -1,9 +1,30 @@
-"""Every notebook executes top to bottom in quick mode from a clean kernel."""
+"""Both editions of every lesson execute top to bottom in quick mode from a clean kernel.
+
+The instructor's edition (the committed notebook) runs every solution, and each must pass its
+own check; the student edition (solution cells removed) runs with every exercise still open,
+each check saying "not answered yet" without raising.
+"""
 import pytest
 
+from iresnet_mini import editions, exercises
 from iresnet_mini.notebook_runner import execute, notebooks
 
 NOTEBOOKS = notebooks()
+
+
+def _stdout(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+
+
+def _errors(nb) -> list:
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if o.get("output_type") == "error"]
+
+
+def _verdicts(cell) -> list[str]:
+    """The check verdicts a cell printed (lines starting with Correct / Not yet / Not answered yet)."""
+    prefixes = (exercises.CORRECT, exercises.NOT_YET, exercises.NOT_ANSWERED)
+    return [line for line in _stdout(cell).splitlines() if line.startswith(prefixes)]
 
 
 def test_the_course_has_its_notebooks():
@@ -11,9 +32,27 @@ def test_the_course_has_its_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_clean_in_quick_mode(path, tmp_path):
+def test_notebook_runs_clean_in_quick_mode_and_every_solution_passes_its_check(path, tmp_path):
     nb, seconds = execute(path, mode="quick", workdir=tmp_path)
-    print(f"{path.name}: {seconds:.1f} s in quick mode")
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    assert not errors
+    print(f"{path.name}: {seconds:.1f} s in quick mode (instructor's edition)")
+    assert not _errors(nb)
+    groups = editions.exercises_and_solutions(nb)
+    assert groups
+    for exercise, solution in groups:
+        code = [j for j in solution if nb.cells[j].cell_type == "code"]
+        verdicts = [v for j in code for v in _verdicts(nb.cells[j])]
+        assert verdicts and all(v.startswith(exercises.CORRECT) for v in verdicts), (
+            f"the solution after cell {exercise} does not pass its check: {verdicts or 'it ran no check'}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_student_edition_runs_clean_with_every_exercise_open(path, tmp_path):
+    (student,) = editions.write_student_edition(tmp_path / "student", [path])
+    nb, seconds = execute(student, mode="quick", workdir=tmp_path / "run")
+    print(f"{path.name}: {seconds:.1f} s in quick mode (student edition)")
+    assert not _errors(nb)
+    open_exercises = [c for c in nb.cells if editions.EXERCISE_TAG in editions.cell_tags(c)]
+    assert open_exercises
+    for cell in open_exercises:
+        assert [v[:len(exercises.NOT_ANSWERED)] for v in _verdicts(cell)] == [exercises.NOT_ANSWERED], (
+            f"an open exercise should say 'not answered yet' once: {_stdout(cell)!r}")

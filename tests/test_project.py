@@ -1,7 +1,6 @@
-"""Project hygiene: the two install recipes agree, notebooks are committed clean, data stays out of git."""
+"""Project hygiene: the two install recipes agree, data stays out of git (lessons: tests/test_lessons.py)."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -40,45 +39,6 @@ def test_environment_yml_lists_the_same_packages_and_ranges_as_pyproject():
     pip_section = [dep for dep in env["dependencies"] if isinstance(dep, dict)]
     assert pip_section == [{"pip": ["-e .[dev]"]}]
     assert env["channels"] == ["conda-forge"]
-
-
-def notebook_problems(path: Path) -> list[str]:
-    """What keeps a notebook from being committed clean: outputs, counts, saved widget state."""
-    notebook = json.loads(path.read_text())
-    problems = []
-    for number, cell in enumerate(notebook["cells"]):
-        if cell["cell_type"] != "code":
-            continue
-        if cell.get("outputs"):
-            problems.append(f"{path.name} cell {number}: has outputs")
-        if cell.get("execution_count") is not None:
-            problems.append(f"{path.name} cell {number}: execution count {cell['execution_count']}")
-    if "widgets" in notebook.get("metadata", {}):
-        problems.append(f"{path.name}: saved widget state in metadata")
-    return problems
-
-
-def test_notebook_check_catches_outputs_and_execution_counts(tmp_path):
-    dirty = {"cells": [{"cell_type": "code", "execution_count": 3, "metadata": {}, "source": "1",
-                        "outputs": [{"output_type": "execute_result", "data": {"text/plain": "1"},
-                                     "metadata": {}, "execution_count": 3}]}],
-             "metadata": {"widgets": {}}, "nbformat": 4, "nbformat_minor": 5}
-    path = tmp_path / "dirty.ipynb"
-    path.write_text(json.dumps(dirty))
-    assert len(notebook_problems(path)) == 3
-    dirty["cells"][0].update(outputs=[], execution_count=None)
-    dirty["metadata"] = {}
-    path.write_text(json.dumps(dirty))
-    assert notebook_problems(path) == []
-
-
-def test_notebooks_are_committed_without_outputs():
-    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
-    if not notebooks:
-        pytest.skip("no notebooks in notebooks/ yet")
-    problems = [problem for path in notebooks for problem in notebook_problems(path)]
-    assert not problems, ("clear outputs before committing (jupyter nbconvert --clear-output "
-                          "--inplace notebooks/*.ipynb):\n" + "\n".join(problems))
 
 
 @pytest.mark.parametrize("path, ignored", [

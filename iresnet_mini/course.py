@@ -1,0 +1,39 @@
+"""Starting a lesson: one call does the set-up every notebook needs.
+
+    device = course.setup()            # notebooks 05-08
+    course.setup(threads=1)            # notebooks 01-04: tiny tensors
+
+:func:`setup` sets the collection's plotting theme, seeds every random generator, sets the
+number of CPU threads, optionally forces the mode (quick or full, see :mod:`iresnet_mini.config`)
+and prints one line with the mode, the device and the versions, so that a learner who shares
+a notebook's output also shares what it ran on.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import plots
+from .config import describe, get_device, set_mode, seed_everything
+
+__all__ = ["setup"]
+
+
+def setup(threads: int | None = None, seed: int = 0, mode: str | None = None) -> torch.device:
+    """Theme, seeds, CPU threads and mode for a lesson; prints a one-line summary and returns the device.
+
+    ``threads=1`` suits lessons whose tensors are tiny (notebooks 01-04): several CPU threads then
+    spend more time waiting for each other than computing, and far more so on a busy machine.
+    ``None`` keeps PyTorch's default (all cores), right for the image models. ``mode`` ("quick" or
+    "full") overrides ``$IRESNET_MINI_MODE`` and the hardware for this kernel.
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer or None (PyTorch's default), got {threads!r}")
+        torch.set_num_threads(threads)
+    if mode is not None:
+        set_mode(mode)
+    plots.set_theme()
+    seed_everything(seed)
+    device = get_device()
+    print(f"{describe()} seed={seed}")
+    return device

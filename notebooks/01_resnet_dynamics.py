@@ -1,0 +1,267 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · ResNets as dynamics: folding vs bijective
+#
+# A residual block computes $x_{t+1} = x_t + g_t(x_t)$. Read as one step of a differential equation, a ResNet
+# moves points along trajectories, and the question of this notebook is simple: **can those trajectories
+# cross?** For a plain ResNet they can, and then the network is not a bijection: it folds space, glues
+# different inputs together and cannot be inverted. An *invertible* ResNet (i-ResNet, Behrmann et al., 2019)
+# rules this out with one condition on every residual branch, $\mathrm{Lip}(g_t) < 1$ (the paper's Thm. 1).
+# We train both kinds of network on the same tasks and *measure* the difference: trajectory crossings and
+# folds (points where a layer's Jacobian determinant is $\le 0$).
+#
+# **What you will learn**
+# - a ResNet as the explicit Euler discretisation of an ODE, and why Euler steps can cross where the ODE cannot;
+# - how a plain ResNet fits a target that needs a fold, and why an i-ResNet cannot (the paper's Fig. 1, in 1D and 2D);
+# - to count crossings and locate folds with $\det(I + J_g) \le 0$, and to check Thm. 1 numerically;
+# - what the Lipschitz coefficient $c$ costs: an i-ResNet can squeeze space, but never turn it over.
+#
+# **Time:** about 40 minutes. In quick mode (CPU) the notebook runs in well under a minute; the small models
+# train in a second or two each.
+
+# %%
+import ipywidgets
+import torch
+
+from iresnet_mini import course, dynamics, exercises, invertibility, plots, widgets
+from iresnet_mini.config import size
+
+course.setup(threads=1)  # the models are tiny: one CPU thread
+DEPTH, C = 6, 0.9  # six residual blocks; the i-ResNet has Lip(g_t) <= c = 0.9
+
+# %% [markdown]
+# ## 1. A ResNet is a discretised ODE
+#
+# An ordinary differential equation $\frac{dx}{dt} = f(x, t)$ moves every point $x(0)$ along a trajectory. Its
+# explicit Euler discretisation with step $h$ is
+# $$x_{t+1} = x_t + h\, f(x_t, t),$$
+# which is a residual block with branch $g_t = h\, f(\cdot, t)$. A ResNet of depth $T$ is $T$ Euler steps, each with
+# its own learned vector field.
+#
+# For a smooth $f$ the exact flow is a **bijection**: two trajectories that met would have to coincide for all
+# time (uniqueness of solutions), so in 1D they can never swap order and in any dimension they can never merge.
+# A *finite* Euler step has no such protection. If $f$ changes quickly compared with the step, a point can jump
+# over its neighbour: in 1D, the map $F(x) = x + h f(x)$ has slope $F'(x) = 1 + h f'(x)$, which turns negative as
+# soon as $h f'(x) < -1$. That is a **fold**: on one side of it $F$ is increasing, on the other decreasing, and
+# inputs on both sides land on the same outputs.
+#
+# Let us see this with one fixed vector field whose Lipschitz constant is 2 (`invertibility.tight_branch`
+# builds a small branch $f(x) = -w\,\mathrm{elu}(w x)$ with $w^2 = 2$, so $f'(x) = -2$ for $x > 0$), taking
+# Euler steps of growing size $h$ and counting how many pairs of points swap order
+# (`dynamics.count_crossings`):
+
+# %%
+GRID = size("nb01.grid")  # points per axis of every measurement grid (quick: 41, full: 81)
+field = invertibility.tight_branch(1, 2.0, spectral_norm=False)  # f with Lip(f) = 2
+x = dynamics.grid_inputs(1, GRID)
+with torch.no_grad():
+    fx = field(x)
+for h in (0.1, 0.25, 0.45, 0.55, 1.0):
+    crossings = dynamics.count_crossings(torch.stack([x, x + h * fx]))
+    print(f"step h = {h:4.2f}:  Lip(h f) = {2 * h:4.2f}  ->  {crossings:4d} pairs of points swap order")
+
+# %% [markdown]
+# As long as the branch $g = h f$ has $\mathrm{Lip}(g) = 2h < 1$ nothing crosses; beyond it, points overtake each
+# other. This is the paper's **Thm. 1** in ODE language: a residual block $x + g(x)$ with $\mathrm{Lip}(g) < 1$ is
+# invertible, because the step is small compared with how fast the vector field changes. (In 1D it is one line:
+# $F'(x) = 1 + g'(x) \ge 1 - \mathrm{Lip}(g) > 0$.) A plain ResNet learns its branches freely and nothing keeps
+# $\mathrm{Lip}(g_t)$ below 1; an i-ResNet enforces it with spectral normalisation (notebook 02).
+#
+# ## 2. Two networks, one architecture, a target that needs a fold
+#
+# `dynamics.residual_stack` builds $T$ residual blocks with small MLP branches
+# (`blocks.mlp_branch`, ELU activations). With `coeff=None` it is a plain ResNet; with `coeff=c` each branch is
+# spectrally normalised so that $\mathrm{Lip}(g_t) \le c$: an i-ResNet. Everything else, including the
+# initialisation and the training loop (`dynamics.fit`, full-batch Adam on the squared error), is the same.
+#
+# The 1D task maps $x \in [-2, 2]$ to $|x|$. The inputs $x$ and $-x$ must land on the same output, so any network
+# that fits it must fold the line. `dynamics.trained_stack` trains (and caches) a model per setting:
+
+# %%
+STEPS = size("nb01.train_steps")  # full-batch Adam steps per model (quick: 300)
+plain, _ = dynamics.trained_stack("abs", DEPTH, None, STEPS, n_train=size("nb01.n_train"))
+iresnet, _ = dynamics.trained_stack("abs", DEPTH, C, STEPS, n_train=size("nb01.n_train"))
+for name, stack in (("ResNet", plain), ("i-ResNet", iresnet)):
+    print(f"{name:>8}: mean squared error on a uniform grid of [-2, 2]: {dynamics.measure(stack, 'abs', GRID)['mse']:.4f}")
+print("(no increasing map gets below 0.229)")
+
+# %% [markdown]
+# Below, left: every input's trajectory $x_0, x_1, \dots, x_T$ through the layers, coloured by where it started
+# (blue: negative, red: positive), like the paper's Fig. 1. Right: the map $x_0 \mapsto x_T$ of the whole
+# network against the target; the shaded band marks where $F'(x) \le 0$.
+
+# %%
+fig = plots.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
+
+# %% [markdown]
+# The plain ResNet fits $|x|$, and to do so its trajectories swing wildly and cross again and again: between two
+# layers the blue and red bundles pass through each other. The i-ResNet's trajectories never cross. Unable to fold,
+# it squeezes: the negative inputs are pressed together into a narrow bundle. Squeezing is allowed (slopes may shrink
+# towards 0); turning around is not. The best any *increasing* map can do for this target is to stay flat at
+# $t = 2\sqrt{2} - 2 \approx 0.83$ up to $x = t$ and follow the diagonal beyond, with mean squared error $\approx 0.229$;
+# with longer training (full mode) the i-ResNet gets close to that, in quick mode it is still on its way.
+#
+# **Think!** In 1D, what is the smallest slope a stack of $T$ blocks with $\mathrm{Lip}(g_t) \le c$ can have?
+# (That is exercise 1 below.)
+#
+# ## 3. Measuring crossings and folds
+#
+# Pictures can mislead, so we count:
+#
+# - **crossings** (1D): the number of pairs $(i, j)$ whose order flips between two consecutive layers,
+#   $(x_t^i - x_t^j)(x_{t+1}^i - x_{t+1}^j) < 0$, summed over layers (`dynamics.count_crossings`);
+# - **folds**: a layer map $x \mapsto x + g_t(x)$ folds (or turns space over) at $x$ when
+#   $\det(I + J_{g_t}(x)) \le 0$. `dynamics.layer_dets` evaluates this determinant at every layer along every
+#   input's path, with the exact Jacobian (`logdet.jacobian`, `torch.func`); the **fold fraction** is the share of
+#   inputs whose path meets such a point.
+#
+# Thm. 1 makes a precise prediction for the i-ResNet: every singular value of $I + J_g$ is at least
+# $1 - \|J_g\|_2 \ge 1 - c$, so $\det(I + J_{g_t}) \ge (1 - c)^d > 0$ everywhere. Zero folds, zero crossings, and
+# the smallest determinant is bounded away from 0:
+
+# %%
+for coeff, stack in ((None, plain), (C, iresnet)):
+    numbers = dynamics.measure(stack, "abs", GRID)
+    print(f"{plots.model_label(coeff):>20}: " + ", ".join(f"{k} = {v:.4g}" for k, v in numbers.items()))
+print(f"Thm. 1 guarantees min det >= (1 - c)^d = {(1 - C) ** 1:.4g} for the i-ResNet (d = 1)")
+
+# %% [markdown]
+# ## 4. In 2D: folding the plane
+#
+# In two dimensions trajectories may pass each other without harm, so "crossing" is no longer the right word;
+# what cannot happen to a bijection is a **fold**: a region turned over onto another. The task
+# $(x_1, x_2) \mapsto (|x_1|, x_2)$ asks for exactly that: fold the left half-plane onto the right one along the
+# line $x_1 = 0$.
+
+# %%
+plain2d, plain2d_mse = dynamics.trained_stack("fold", DEPTH, None, STEPS, n_train=size("nb01.n_train"))
+iresnet2d, iresnet2d_mse = dynamics.trained_stack("fold", DEPTH, C, STEPS, n_train=size("nb01.n_train"))
+print(f"training MSE: ResNet {plain2d_mse:.4f}, i-ResNet {iresnet2d_mse:.4f}")
+fig = plots.plot_dynamics({None: plain2d, C: iresnet2d}, "fold", GRID)
+
+# %% [markdown]
+# Left: the image of a square grid under the whole network (the dotted square is the input domain); the vertical
+# lines are coloured by their input $x_1$ (blue: left, red: right). Right: $\det J_F(x)$ of the whole network, the product of the layer determinants
+# (chain rule), on a symmetric-log colour scale. The ResNet lays the blue lines on top of the red ones: the
+# left half-plane is turned over ($\det J_F < 0$, red) and folded onto the right one, with the crease (black
+# contour) near $x_1 = 0$. The i-ResNet's $\det J_F$ is positive everywhere; it can only squeeze the left half into
+# a thin band.
+#
+# How does the ResNet get there? The grid after each layer, and where each layer folds:
+
+# %%
+fig = plots.plot_grid_through_depth({None: plain2d, C: iresnet2d})
+
+# %%
+fig = plots.plot_layer_folds({None: plain2d, C: iresnet2d}, GRID)
+for coeff, stack in ((None, plain2d), (C, iresnet2d)):
+    numbers = dynamics.measure(stack, "fold", GRID)
+    print(f"{plots.model_label(coeff):>20}: " + ", ".join(f"{k} = {v:.4g}" for k, v in numbers.items()))
+print(f"Thm. 1 guarantees min det >= (1 - c)^d = {(1 - C) ** 2:.4g} for the i-ResNet (d = 2)")
+
+# %% [markdown]
+# Typically one layer of the ResNet folds about half of the plane along a crease, and others turn the whole plane
+# over (a reflection, $\det < 0$ everywhere), which a later layer undoes. None of this is available to the i-ResNet:
+# every one of its layers has $\det(I + J_{g_t}) \ge (1 - c)^2$ everywhere.
+#
+# ## Try it: the Lipschitz coefficient, depth and the task
+#
+# Train (or load from the cache) a model for each setting and measure it. Moving $c$ trains a new i-ResNet
+# (a second or two); tick **no constraint** for the plain ResNet.
+#
+# - For $c$ near 1 the i-ResNet can squeeze harder (its layer determinants may go down to $(1 - c)^d$); for small
+#   $c$ it can barely move the points. Does any setting give a crossing or a fold?
+# - Switch to the task `reverse` ($x \mapsto -x$): it needs every pair to swap. How many crossings does the ResNet
+#   make, and what does the i-ResNet do instead? In 2D, `reflect` ($(x_1, x_2) \mapsto (-x_1, x_2)$) is a bijection,
+#   yet no i-ResNet can learn it: why? (Hint: the sign of $\det J_F$.)
+# - With depth 1, can the plain ResNet still fit `abs`?
+
+# %%
+demo = widgets.interactive_figure(
+    plots.draw_dynamics,
+    height="440px",
+    c=widgets.c_slider(C),
+    unconstrained=ipywidgets.Checkbox(value=False, description="no constraint (plain ResNet)"),
+    depth=widgets.int_slider(DEPTH, 1, 10, description="depth T"),
+    task=ipywidgets.Dropdown(options=["abs", "reverse", "fold", "reflect"], value="abs", description="task"),
+)
+demo
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 1: how flat can an i-ResNet get?
+# A 1D i-ResNet has $T = 8$ blocks with $\mathrm{Lip}(g_t) \le L = 0.5$. What is the smallest slope $F'(x)$ the whole
+# network can possibly have? (Hint: the chain rule, and $F_t'(x) = 1 + g_t'(x)$.)
+
+# %% tags=["exercise"]
+answer = None  # your number here
+exercises.check_min_slope(answer, lipschitz=0.5, depth=8)
+
+# %% [markdown] tags=["solution"]
+# **Solution.** Each block has $F_t'(x) = 1 + g_t'(x) \ge 1 - L = 0.5$, and the chain rule multiplies the slopes of the 8 blocks:
+# $F'(x) \ge 0.5^8 \approx 0.0039$. The slope can become small (the network squeezes) but stays positive, so the
+# map is increasing: no crossing is possible.
+
+# %% tags=["solution"]
+answer = (1 - 0.5) ** 8
+exercises.check_min_slope(answer, lipschitz=0.5, depth=8)
+
+
+# %% [markdown]
+# ### Exercise 2: count the crossings yourself
+# Write `count_flips(before, after)`: given the 1D states of $n$ points before and after one layer (two tensors of
+# shape `(n,)`), return how many unordered pairs swap their order. Then compare with `dynamics.count_crossings`
+# on the trained ResNet's first layer.
+
+# %% tags=["exercise"]
+def count_flips(before, after):
+    ...  # your code here: return the number of pairs whose order flips
+
+
+exercises.check_crossing_counter(count_flips)
+
+
+# %% [markdown] tags=["solution"]
+# **Solution.** All pairwise differences at once with broadcasting; a pair flips when its differences before and after have
+# opposite signs; every unordered pair appears twice in the $n \times n$ matrix.
+
+# %% tags=["solution"]
+def count_flips(before, after):
+    d_before = before[:, None] - before[None, :]
+    d_after = after[:, None] - after[None, :]
+    return int((d_before * d_after < 0).sum()) // 2
+
+
+exercises.check_crossing_counter(count_flips)
+states = dynamics.trajectory(plain, dynamics.grid_inputs(1, GRID))[..., 0]
+print(count_flips(states[0], states[1]), dynamics.count_crossings(states[:2]))
+
+# %% [markdown]
+# ## Summary
+#
+# - A ResNet is a sequence of explicit Euler steps $x_{t+1} = x_t + g_t(x_t)$. The ODE it discretises has
+#   non-crossing trajectories; the discrete steps do not, once a branch changes faster than the step allows.
+# - A plain ResNet uses this freedom: to fit $|x|$ or fold the plane, its trajectories cross (thousands of
+#   order flips in 1D) and its layers fold ($\det(I + J_g) \le 0$ on a large share of the inputs).
+# - With $\mathrm{Lip}(g_t) \le c < 1$ (Thm. 1) every layer has $\det(I + J_{g_t}) \ge (1 - c)^d > 0$: zero crossings
+#   and zero folds, measured, for every $c$ we tried. The price: an i-ResNet cannot fit a target that needs a fold;
+#   it squeezes instead.
+# - Next (notebook 02): how to enforce $\mathrm{Lip}(g) < 1$ with spectral normalisation, and how to invert a block
+#   by fixed-point iteration.
+#
+# ## References
+#
+# - J. Behrmann, W. Grathwohl, R. T. Q. Chen, D. Duvenaud, J.-H. Jacobsen. *Invertible Residual Networks.*
+#   ICML 2019 (arXiv:1811.00995): Fig. 1, Thm. 1.
+# - E. Haber, L. Ruthotto. *Stable architectures for deep neural networks.* Inverse Problems 34, 2018
+#   (ResNets as discretised ODEs).
+# - R. T. Q. Chen, Y. Rubanova, J. Bettencourt, D. Duvenaud. *Neural Ordinary Differential Equations.* NeurIPS 2018.
+# - E. Dupont, A. Doucet, Y. W. Teh. *Augmented Neural ODEs.* NeurIPS 2019 (what flows cannot represent).
