@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import toy
+from . import facts, toy
 from .blocks import mlp_branch
 from .flows import ActNorm, ResidualFlowLayer, SequentialFlow, set_estimator
 from .lipschitz import LipschitzLinear, LipSwish, get_activation
@@ -481,6 +481,9 @@ def bench_main(dataset: str, minutes: float, seed: int = 0, threads: int | None 
     entropy_text = "n/a" if entropy is None else f"{entropy:.3f}"
     print(f"{dataset}: test NLL {final['test_nll']:.3f} nats after {final['seconds']:.0f} s "
           f"(entropy {entropy_text})")
+    target = facts.TARGETS.get(f"toy_{dataset}_nll")
+    if target is not None:
+        print(f"target {target.text()}: {'reached' if target.met_by(final['test_nll']) else 'not reached'}")
     return {"dataset": dataset, "minutes": minutes, "seed": seed, "config": config, "records": records,
             "test_nll": final["test_nll"], "seconds": final["seconds"], "steps": final["step"],
             "entropy": entropy, "true_nll": floor, "n_parameters": count_parameters(flow)}

@@ -97,7 +97,7 @@ for label, (_, _, info) in loaded.items():
 # %% [markdown]
 # ## 3. Table 2: does the constraint cost accuracy?
 #
-# The paper's Table 2 (stored once, in `pretrained.PAPER_TABLE2`) reports MNIST test errors of about 0.4% for the
+# The paper's Table 2 (stored once, in `facts.TABLE2`) reports MNIST test errors of about 0.4% for the
 # vanilla network and for every $c$ from 0.9 down to 0.6, and about twice that for $c = 0.5$: a strong constraint
 # starts to hurt. Below, our figures: the error on the whole test set (from the manifest, or from the run in full
 # mode) and a re-evaluation on the first test images here. `classification.examine` also *certifies* each model

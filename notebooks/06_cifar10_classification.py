@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from iresnet_mini import classification, config, course, data, exercises, models, plots, pretrained, widgets
+from iresnet_mini import classification, config, course, data, exercises, facts, models, plots, pretrained, widgets
 from iresnet_mini.config import size
 
 device = course.setup()
@@ -69,10 +69,10 @@ for label, (model, _, info) in loaded.items():
 #
 # ## 2. Table 2 on CIFAR-10
 #
-# The paper's full row (`pretrained.PAPER_TABLE2["cifar10"]`, test error in %):
+# The paper's full row (`facts.TABLE2`, test error in %):
 
 # %%
-print("  ".join(f"{column}: {error}" for column, error in pretrained.PAPER_TABLE2[DATASET].items()))
+print("  ".join(f"{column}: {error}" for column, error in facts.TABLE2.rows[DATASET].items()))
 RESULTS = {label: classification.examine(model, DATASET, x_test, y_test, norm_iterations=size("nb06.norm_iterations"))
            for label, (model, _, _) in loaded.items()}
 rows = classification.table2_rows(list(RESULTS.values()), {label: info["metrics"] for label, (_, _, info) in loaded.items()})

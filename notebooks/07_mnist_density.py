@@ -34,7 +34,7 @@ import ipywidgets as ipw
 import torch
 from IPython.display import Markdown, display
 
-from iresnet_mini import classification, course, data, density, exercises, models, plots, pretrained, widgets
+from iresnet_mini import classification, course, data, density, exercises, facts, models, plots, pretrained, widgets
 from iresnet_mini.config import size
 
 device = course.setup()
@@ -152,8 +152,10 @@ fig = plots.plot_bits_breakdown(breakdown)
 ours = {f"ours, first {len(x_test):,} test images": breakdown.bits_per_dim}
 if "test_bits_per_dim" in metrics:
     ours[f"ours, all {metrics['test_images']:,} test images"] = metrics["test_bits_per_dim"]
-fig = plots.plot_bits_per_dim_table("MNIST", density.PAPER_TABLE4["mnist"], ours)
-print(density.PAPER_TABLE4_SOURCE)
+fig = plots.plot_bits_per_dim_table("MNIST", facts.bits_per_dim_references("mnist"), ours)
+print(facts.TABLE4.caption())
+print("Residual Flow:", facts.RESIDUAL_FLOWS_BITS.source)
+print("Note:", facts.NOTES["mnist_density_dims"])
 
 # %% [markdown]
 # ### Exercise 07.2 - bits/dim by hand
@@ -265,7 +267,7 @@ fig = plots.plot_density_reconstructions(x_rec, result, n=8)
 # %%
 history = info.get("history", [])
 if len(history) >= 2:  # a curve needs two epochs at least
-    fig = plots.plot_density_history(history, density.paper_bits_per_dim("mnist"))
+    fig = plots.plot_density_history(history, facts.paper_bits_per_dim("mnist"))
 for record in history[-3:]:
     print(f"epoch {record['epoch']}: {record['step']} steps, training loss {record['train_loss']:.3f} bits/dim, "
           f"test {record['test_bits_per_dim']:.3f} bits/dim on {record['test_images']:,} images")
@@ -280,8 +282,10 @@ for record in history[-3:]:
 # - The paper's truncated series is biased, Russian roulette is not; on a trained model the bias vanishes after a few
 #   terms, while the probe's variance stays and only averages out over many images.
 # - Samples and reconstructions both come from the fixed-point inverse, which converges because $\mathrm{Lip}(g) < 1$.
-# - Table 4 (`density.PAPER_TABLE4`) puts the i-ResNet level with Real NVP and Glow on MNIST, and Residual Flows ahead
-#   of all of them; a few CPU minutes get nowhere near, but every analysis above runs the same on the paper's model.
+# - Table 4 (`facts.TABLE4`) puts the i-ResNet level with Real NVP and Glow on MNIST, and Residual Flows (in their own
+#   paper, Chen et al. 2019) ahead of all of them; a few CPU minutes get nowhere near, but every analysis above runs
+#   the same on the paper's model. (Mind `facts.NOTES["mnist_density_dims"]`: the official MNIST model's bits/dim are
+#   per 3 x 32 x 32 padded dimensions, ours per 784 pixels.)
 #
 # ## References
 #

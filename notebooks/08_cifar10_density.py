@@ -30,7 +30,7 @@ from functools import partial
 
 from IPython.display import Markdown, display
 
-from iresnet_mini import (classification, course, density, exercises, logdet, logdet_study, models, plots,
+from iresnet_mini import (classification, course, density, exercises, facts, logdet, logdet_study, models, plots,
                           pretrained, widgets)
 from iresnet_mini.config import size
 
@@ -58,7 +58,7 @@ with density.using_estimator(model, "unbiased", n_exact_terms=train_config.eval_
 ours = {f"ours, first {len(x_test):,} test images": breakdown.bits_per_dim}
 if "test_bits_per_dim" in metrics:
     ours[f"ours, all {metrics['test_images']:,} test images"] = metrics["test_bits_per_dim"]
-fig = plots.plot_bits_per_dim_table("CIFAR-10", density.PAPER_TABLE4["cifar10"], ours)
+fig = plots.plot_bits_per_dim_table("CIFAR-10", facts.bits_per_dim_references("cifar10"), ours)
 
 # %% [markdown]
 # The paper's models train for days on the full 50,000 images; the spread between the flows of Table 4 (a few tenths
@@ -75,16 +75,17 @@ fig = plots.plot_bits_breakdown(breakdown)
 # $\log p(x)$, in nats per image, of the dequantised test images under that model?
 
 # %% tags=["exercise"]
+bits = facts.paper_bits_per_dim("cifar10")  # the paper's i-ResNet, Table 4
 log_density_answer = None  # nats per image
-exercises.check_log_density_from_bits(log_density_answer, bits=3.45, n_dims=3072)
+exercises.check_log_density_from_bits(log_density_answer, bits=bits, n_dims=3072)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** From $\text{bits/dim} = -\log p(x)/(D\ln 2) + 8$: $\log p(x) = (8 - 3.45)\, D \ln 2 = 4.55 \cdot 3072 \cdot 0.6931 \approx 9689$ nats.
 
 # %% tags=["solution"]
 import math
-log_density_answer = (8 - 3.45) * 3072 * math.log(2)
-exercises.check_log_density_from_bits(log_density_answer, bits=3.45, n_dims=3072)
+log_density_answer = (8 - bits) * 3072 * math.log(2)
+exercises.check_log_density_from_bits(log_density_answer, bits=bits, n_dims=3072)
 
 # %% [markdown] tags=["solution"]
 # A density is not a probability: on $[0,1)^{3072}$ a model that concentrates its mass near natural images has

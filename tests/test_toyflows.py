@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from iresnet_mini import blocks, logdet, toy, toyflows
+from iresnet_mini import blocks, facts, logdet, toy, toyflows
 
 
 def _brute_force_log_prob(flow, x):
@@ -172,11 +172,13 @@ def test_cache_trains_once_per_dataset_and_rounded_c():
     assert len(cache) == 2
 
 
-def test_bench_main_ends_with_the_summary_line(capsys):
+def test_bench_main_ends_with_the_summary_line_and_the_target(capsys):
     out = toyflows.bench_main("checkerboard", minutes=0.01, n_blocks=1, hidden=8)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert re.fullmatch(r"checkerboard: test NLL \d+\.\d{3} nats after \d+ s \(entropy 3\.466\)", lines[-1])
-    assert re.fullmatch(r"\s*\d+\.\d\s+\d+\s+\d+\.\d{4}", lines[-2])
+    assert re.fullmatch(r"target <= 3\.7 nats \(entropy 3\.466\): (not )?reached", lines[-1])
+    assert lines[-1].endswith("not reached") == (out["test_nll"] > facts.TARGETS["toy_checkerboard_nll"].value)
+    assert re.fullmatch(r"checkerboard: test NLL \d+\.\d{3} nats after \d+ s \(entropy 3\.466\)", lines[-2])
+    assert re.fullmatch(r"\s*\d+\.\d\s+\d+\s+\d+\.\d{4}", lines[-3])
     assert out["test_nll"] == pytest.approx(float(lines[-1].split()[3]), abs=1e-3)
     assert out["entropy"] == pytest.approx(math.log(32))
 
@@ -240,7 +242,8 @@ def test_bench_figure_shows_the_curve_and_a_test_set_floor_only_when_it_differs_
     labels = []
     for floor in (2.819, 2.830):
         fig = plots.plot_toy_bench({"dataset": "8gaussians", "records": records, "entropy": 2.830,
-                                    "true_nll": floor}, target=2.86)
+                                    "true_nll": floor},
+                                   target=facts.TARGETS["toy_8gaussians_nll"].value)
         labels.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
         assert list(fig.axes[0].lines[0].get_ydata()) == [r["test_nll"] for r in records]
         plt.close(fig)
