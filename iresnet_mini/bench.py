@@ -1,4 +1,4 @@
-"""Benchmarks that print figures (not tests): ``python -m iresnet_mini.bench {blocks,toy,throughput}``.
+"""Benchmarks that print figures (not tests): ``python -m iresnet_mini.bench {blocks,toy,throughput,step-profile}``.
 
 * ``blocks``: for a conv and a dense i-ResNet block (c = 0.9, the constraint binding): forward
   time, inverse by plain fixed-point iteration and by Anderson acceleration (iterations and
@@ -6,6 +6,7 @@
   with ratios against the forward pass measured in the same process.
 * ``toy``: 2D density training against the clock (``iresnet_mini.toyflows``).
 * ``throughput``: training images per second of the image models (``iresnet_mini.train``).
+* ``step-profile``: dispatcher operators and host synchronisations per training step, per preset.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import statistics
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import blocks, config, logdet
 
@@ -114,6 +116,61 @@ def bench_blocks(seed: int = 0) -> list[dict]:
     return rows
 
 
+class DispatchCounter(TorchDispatchMode):
+    """Counts the operators PyTorch dispatches, and those among them that read a value back to the host.
+
+    ``.item()``, ``bool(t)``, ``float(t)``, ``if t:`` all dispatch ``aten._local_scalar_dense``, and
+    ``nonzero`` must know its output size: on a GPU each waits for every queued kernel (a host
+    synchronisation). On the CPU nothing waits, but they are dispatched the same, so counting them
+    on the CPU tells how often a GPU step would stall.
+    """
+
+    SYNC_OPS = frozenset({"aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.item"})
+
+    def __init__(self, host_tensors=()):
+        super().__init__()
+        self.host_ids = {id(t) for t in host_tensors}  # scalars that stay on the CPU on any device
+        self.ops = 0
+        self.syncs = 0
+        self.sync_ops: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        name = func.overloadpacket._qualified_op_name.replace("::", ".")
+        if name in self.SYNC_OPS and not (args and id(args[0]) in self.host_ids):
+            self.syncs += 1
+            self.sync_ops[name] = self.sync_ops.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+STEP_PROFILE_PRESETS = (("classify", "mnist", "tiny"), ("classify", "mnist", "cpu"), ("classify", "cifar10", "paper"),
+                        ("density", "mnist", "tiny"), ("density", "mnist", "cpu"), ("density", "cifar10", "paper"))
+
+
+def step_profile(task: str, dataset: str, preset: str, batch_size: int = 2, device: str | None = None) -> dict:
+    """Dispatcher operators and host synchronisations of one training step of a preset (after a warm-up step).
+
+    The step is the training loop's own (:func:`iresnet_mini.train.train_step`) with its finite-loss check,
+    so the figures are those of the loop's worst step. Counts do not depend on the batch size.
+    """
+    from . import train
+
+    config, dev, model, step_fn, optimizer, x, y = train.synthetic_setup(task, dataset, preset, batch_size, device)
+    loss_sum = torch.zeros((), device=dev)
+
+    def check(loss):  # what the loop checks before an update
+        if not torch.isfinite(loss_sum + loss):
+            raise FloatingPointError("non-finite loss")
+
+    train.train_step(step_fn, optimizer, x, y, config, dev, config.lr, check)  # warm-up: ActNorm's init
+    # The optimisers' step counters are CPU tensors even for a model on a GPU: reading them never waits.
+    counters = [state["step"] for state in optimizer.state.values() if torch.is_tensor(state.get("step"))]
+    with DispatchCounter(host_tensors=counters) as counter:
+        train.train_step(step_fn, optimizer, x, y, config, dev, config.lr, check)
+    return {"task": task, "dataset": dataset, "preset": preset, "params": sum(p.numel() for p in model.parameters()),
+            "ops": counter.ops, "syncs": counter.syncs, "sync_ops": counter.sync_ops}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m iresnet_mini.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,6 +187,8 @@ def main(argv=None) -> None:
     tp.add_argument("--batch-size", type=int, default=128)
     tp.add_argument("--steps", type=int, default=5)
     tp.add_argument("--device", default=None)
+    sp = sub.add_parser("step-profile", help="dispatcher operators and host synchronisations per training step")
+    sp.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     print(config.describe())
     if args.what == "blocks":
@@ -137,6 +196,12 @@ def main(argv=None) -> None:
     elif args.what == "toy":
         from .toyflows import bench_main
         bench_main(args.dataset, args.minutes, seed=args.seed)
+    elif args.what == "step-profile":
+        print(f"{'task':<9} {'data':<8} {'preset':<6} {'params':>10} {'ops/step':>9} {'syncs/step':>10}  sync ops")
+        for task, dataset, preset in STEP_PROFILE_PRESETS:
+            r = step_profile(task, dataset, preset, device=args.device)
+            print(f"{task:<9} {dataset:<8} {preset:<6} {r['params']:>10,} {r['ops']:>9,} {r['syncs']:>10}  "
+                  f"{r['sync_ops']}", flush=True)
     else:
         from .train import bench_throughput
         result = bench_throughput(args.task, args.dataset, args.preset, args.batch_size, args.steps,

@@ -141,12 +141,13 @@ class InvertibleResidualBlock(nn.Module):
         self.last_inverse_info: InverseInfo | None = None
 
     @staticmethod
-    def _check_input(x: torch.Tensor, name: str = "x") -> None:
+    def _check_input(x: torch.Tensor, name: str = "x", finite: bool = False) -> None:
+        """Type and shape (free: no tensor is read); with ``finite``, also NaN/inf (reads one value back)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 2:
             raise ValueError(f"{name} must have a batch dimension: shape (batch, ...), got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
+        if finite and not torch.isfinite(x).all():
             raise ValueError(f"{name} contains NaN or infinite values")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +155,11 @@ class InvertibleResidualBlock(nn.Module):
         return x + self.branch(x)
 
     def forward_with_logdet(self, x: torch.Tensor, estimator: str | None = None, **kwargs):
-        """(F(x), log det(I + J_g(x)) per sample) with the chosen estimator (Sec. 3)."""
+        """(F(x), log det(I + J_g(x)) per sample) with the chosen estimator (Sec. 3).
+
+        Values are not checked for NaN here (that would stall a GPU at every block): the flows
+        check their input once (``log_prob``).
+        """
         self._check_input(x)
         name = estimator or self.estimator
         options = {**self.estimator_kwargs, **kwargs} if estimator is None else kwargs
@@ -170,7 +175,7 @@ class InvertibleResidualBlock(nn.Module):
         max_iter is reached first: then Lip(g) is probably >= 1. ``return_info`` also returns
         an :class:`InverseInfo`; the latest one is kept in ``self.last_inverse_info``.
         """
-        self._check_input(y, "y")
+        self._check_input(y, "y", finite=True)
         if method not in INVERSE_METHODS:
             raise ValueError(f"unknown inverse method {method!r}: use one of {sorted(INVERSE_METHODS)}")
         if not isinstance(max_iter, int) or max_iter < 1:

@@ -19,7 +19,7 @@ __all__ = ["setup"]
 
 
 def setup(threads: int | None = None, seed: int = 0, mode: str | None = None) -> torch.device:
-    """Theme, seeds, CPU threads and mode for a lesson; prints a one-line summary and returns the device.
+    """Theme, seeds, CPU threads, mode and full float32 (no TF32) for a lesson; prints a summary, returns the device.
 
     ``threads=1`` suits lessons whose tensors are tiny (notebooks 01-04): several CPU threads then
     spend more time waiting for each other than computing, and far more so on a busy machine.
@@ -34,6 +34,9 @@ def setup(threads: int | None = None, seed: int = 0, mode: str | None = None) ->
         set_mode(mode)
     plots.set_theme()
     seed_everything(seed)
+    # Every figure a lesson shows is computed in full float32: on recent GPUs convolutions (and, if
+    # enabled, matrix products) would otherwise run in TF32 and give other digits than on a CPU.
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     device = get_device()
     print(f"{describe()} seed={seed}")
     return device

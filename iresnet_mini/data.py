@@ -401,6 +401,7 @@ class Normalize:
         if len(mean) != len(std) or min(std) <= 0:
             raise ValueError(f"need one positive std per mean, got mean={mean} std={std}")
         self.mean, self.std = tuple(mean), tuple(std)
+        self._tensors: dict = {}  # (device, dtype) -> (mean, std): no host-to-device copy per batch
 
     @classmethod
     def for_dataset(cls, name: str) -> "Normalize":
@@ -410,9 +411,13 @@ class Normalize:
         return cls(*STATS[name])
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (to_unit(x) - mean) / std
+        x = to_unit(x)
+        key = (x.device, x.dtype)
+        if key not in self._tensors:
+            self._tensors[key] = tuple(torch.tensor(v, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+                                       for v in (self.mean, self.std))
+        mean, std = self._tensors[key]
+        return (x - mean) / std
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"

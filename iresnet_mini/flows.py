@@ -30,6 +30,9 @@ class ActNorm(nn.Module):
     The first batch seen in training sets b = -mean and s = -log(std) per channel, so the
     output starts with zero mean and unit variance. Channels with (near) zero std, such as
     injective zero padding, keep s = 0 instead of dividing by 0.
+
+    Whether that has happened is a Python attribute (``is_initialized``), so that a forward pass
+    never reads a tensor back to the host; the ``initialized`` buffer carries it in checkpoints.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-6):
@@ -39,6 +42,13 @@ class ActNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_channels))
         self.log_scale = nn.Parameter(torch.zeros(num_channels))
         self.register_buffer("initialized", torch.tensor(False))
+        self.is_initialized = False
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        key = prefix + "initialized"
+        if key in state_dict:  # read once when loading, never in a forward pass
+            self.is_initialized = bool(state_dict[key])
 
     def _shape(self, x):
         if x.dim() < 2 or x.shape[1] != self.num_channels:
@@ -54,10 +64,11 @@ class ActNorm(nn.Module):
         self.log_scale.copy_(torch.where(std > self.eps, -torch.log(std.clamp_min(self.eps)),
                                          torch.zeros_like(std)))
         self.initialized.fill_(True)
+        self.is_initialized = True
 
     def forward(self, x):
         shape = self._shape(x)
-        if self.training and not bool(self.initialized):
+        if self.training and not self.is_initialized:
             self._initialize(x)
         y = (x + self.bias.view(shape)) * torch.exp(self.log_scale.view(shape))
         pixels = x[0, 0].numel()

@@ -101,11 +101,15 @@ class _SpectralNormMixin:
 
     @torch.no_grad()
     def power_iteration(self, n: int) -> torch.Tensor:
-        """Run n power-iteration steps on the operator, updating u and v; returns sigma_hat."""
+        """Run n power-iteration steps on the operator, updating u and v in place; returns sigma_hat.
+
+        In place, not by rebinding the buffers: replicas (DataParallel) and compiled graphs then
+        update the very tensors the module holds.
+        """
         w = self.weight.detach()
         for _ in range(n):
-            self.v = _normalize(self._apply_At(self.u, w))
-            self.u = _normalize(self._apply_A(self.v, w))
+            self.v.copy_(_normalize(self._apply_At(self.u, w)))
+            self.u.copy_(_normalize(self._apply_A(self.v, w)))
         return (self.u * self._apply_A(self.v, w)).sum()
 
     @torch.no_grad()
@@ -134,19 +138,23 @@ class _SpectralNormMixin:
                 self._init_vectors(x)
             if self.training and not _FROZEN and self.n_power_iterations > 0:
                 self.power_iteration(self.n_power_iterations)
-            # sigma = u^T A v, differentiable in W (u, v held fixed), as in spectral_norm.
-            sigma = (self.u * self._apply_A(self.v, self.weight)).sum()
+            # sigma = u^T A v, differentiable in W (u, v held fixed), as in spectral_norm. Copies of u and v
+            # go into the graph, so that the next in-place power iteration cannot change what backward needs.
+            u, v = self.u.clone(), self.v.clone()
+            sigma = (u * self._apply_A(v, self.weight)).sum()
             if not _FROZEN:
                 self.sigma.copy_(sigma.detach())
             factor = torch.clamp(sigma / self.coeff, min=1.0)
             return self.weight / factor
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # u and v get their shape from the first input: adopt the stored shapes.
+        # u and v get their shape from the first input: adopt the stored shapes, on this layer's device and
+        # in its dtype (a checkpoint's tensors may sit elsewhere, e.g. loaded to the CPU for a GPU model).
         for name in ("u", "v"):
             key = prefix + name
             if key in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[key]))
+                setattr(self, name, torch.empty(state_dict[key].shape, dtype=self.weight.dtype,
+                                                device=self.weight.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:

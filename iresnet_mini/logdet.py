@@ -15,27 +15,36 @@ memory stays constant in the number of terms.
 from __future__ import annotations
 
 import math
+import random
+import weakref
 
 import torch
+import torch.nn as nn
 from torch.func import jacrev, vmap
 
 from .lipschitz import frozen_power_iteration
 
 __all__ = [
     "jacobian", "exact_logdet", "power_series_logdet", "unbiased_logdet",
-    "truncation_error_bound", "ESTIMATORS", "get_estimator", "PROBES", "draw_probe",
+    "truncation_error_bound", "lipschitz_bound", "roulette_p", "ESTIMATORS", "get_estimator", "PROBES",
+    "draw_probe",
 ]
 
 PROBES = ("gaussian", "rademacher")
+DISTRIBUTIONS = ("geometric", "poisson")  # of the roulette's number of extra terms
 MAX_EXACT_DIM = 4096
 
 
 def draw_probe(x: torch.Tensor, probe: str = "gaussian", generator: torch.Generator | None = None):
     """A Hutchinson probe v with E[v v^T] = I, shaped like x (Gaussian or Rademacher)."""
+    # Without a generator, the *_like forms: torch.compile traces them for inputs of any shape.
     if probe == "gaussian":
+        if generator is None:
+            return torch.randn_like(x)
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     if probe == "rademacher":
-        bits = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+        bits = (torch.randint_like(x, 0, 2) if generator is None
+                else torch.randint(0, 2, x.shape, generator=generator, device=x.device))
         return (2 * bits - 1).to(x.dtype)
     raise ValueError(f"unknown probe {probe!r}: use one of {PROBES}")
 
@@ -116,41 +125,93 @@ def power_series_logdet(branch, x: torch.Tensor, n_terms: int = 5, n_samples: in
     return (gx, logdet) if return_gx else logdet
 
 
-def _roulette_weights(n_exact_terms, distribution, p, generator, device):
-    """Russian roulette: draw N, return weights 1 / P(N >= k - n_exact) for the terms computed."""
+# Host-side random streams for the roulette's term counts, one per torch generator (seeded from it):
+# drawing a count then never reads a device tensor back, so the estimator never stalls a GPU.
+_COUNT_STREAMS: "weakref.WeakKeyDictionary[torch.Generator, random.Random]" = weakref.WeakKeyDictionary()
+
+
+def _count_stream(generator: torch.Generator | None) -> random.Random:
+    if generator is None:
+        return random  # the module-level stream (random.random), seeded by config.seed_everything
+    if generator not in _COUNT_STREAMS:
+        _COUNT_STREAMS[generator] = random.Random(generator.initial_seed())
+    return _COUNT_STREAMS[generator]
+
+
+def lipschitz_bound(branch) -> float | None:
+    """Lip(g) <= the product of the layers' coefficients c when every linear layer of the branch is
+    constrained (activations 1-Lipschitz, Sec. 2); None when some layer is not."""
+    layers = [m for m in branch.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not layers or any(getattr(m, "coeff", None) is None for m in layers):
+        return None
+    return math.prod(m.coeff for m in layers)
+
+
+def roulette_p(lipschitz: float | None) -> float:
+    """A geometric roulette's p whose estimate has finite variance for branches with Lip(g) <= lipschitz.
+
+    Term k of the series is at most ~L^k in size and is reweighted by 1 / P(N >= k) = (1 - p)^-k,
+    so the second moment is a series in L^2 / (1 - p): finite only when p < 1 - L^2 (Residual Flows'
+    p = 0.5 fails for the conv branches' L = 0.9^3 = 0.73). We take p = (1 - L^2) / 2, halfway to that
+    limit (ratio 2 L^2 / (1 + L^2) < 1), at an expected (1 + L^2) / (1 - L^2) extra terms. A Poisson
+    count is no cure: its survival function falls faster than any geometric, so 1 / P(N >= k)
+    outgrows every L^k and its variance is infinite for any L > 0. Without a bound: p = 0.5.
+    """
+    if lipschitz is None:
+        return 0.5
+    if not 0 <= lipschitz < 1:
+        raise ValueError(f"a roulette with finite variance needs Lip(g) < 1, got {lipschitz!r}")
+    return (1.0 - lipschitz ** 2) / 2
+
+
+def _roulette_weights(n_exact_terms, distribution, p, generator):
+    """Russian roulette: draw N on the host, return weights 1 / P(N >= k - n_exact) for the terms computed."""
+    stream = _count_stream(generator)
     if distribution == "geometric":
         if not 0.0 < p < 1.0:
             raise ValueError(f"geometric p must be in (0, 1), got {p!r}")
-        u = torch.rand((), generator=generator, device=device).item()
-        n_extra = int(math.floor(math.log(max(u, 1e-300)) / math.log(1.0 - p)))  # P(N >= m) = (1-p)^m
-        survival = lambda m: (1.0 - p) ** m  # noqa: E731
+        u = 1.0 - stream.random()  # in (0, 1]: never log(0), whose ~1e300 weights overflowed to inf * 0 = NaN
+        n_extra = int(math.floor(math.log(u) / math.log1p(-p)))  # P(N >= m) = (1-p)^m
+
+        def survival(m):
+            return (1.0 - p) ** m
     elif distribution == "poisson":
         if not p > 0:
             raise ValueError(f"poisson rate must be > 0, got {p!r}")
-        n_extra = int(torch.poisson(torch.tensor(float(p), device=device), generator=generator).item())
+        n_extra, threshold, cumulative, pmf = 0, stream.random(), math.exp(-p), math.exp(-p)
+        while threshold > cumulative and n_extra < 1000:  # inversion of the Poisson distribution function
+            n_extra += 1
+            pmf *= p / n_extra
+            cumulative += pmf
 
         def survival(m):  # P(N >= m) for N ~ Poisson(p)
             return 1.0 - sum(math.exp(-p) * p ** j / math.factorial(j) for j in range(m))
     else:
         raise ValueError(f"unknown distribution {distribution!r}: use 'geometric' or 'poisson'")
-    weights = [1.0] * n_exact_terms + [1.0 / survival(m) for m in range(1, n_extra + 1)]
-    return weights
+    return [1.0] * n_exact_terms + [1.0 / survival(m) for m in range(1, n_extra + 1)]
 
 
 def unbiased_logdet(branch, x: torch.Tensor, n_exact_terms: int = 2, distribution: str = "geometric",
-                    p: float = 0.5, n_samples: int = 1, probe: str = "gaussian",
+                    p: float | None = None, n_samples: int = 1, probe: str = "gaussian",
                     neumann_gradient: bool = False, generator: torch.Generator | None = None,
                     return_gx: bool = False):
     """Residual Flows' unbiased Russian-roulette estimator of the full series.
 
     Always computes ``n_exact_terms``; then draws N ~ Geometric(p) (P(N >= m) = (1-p)^m) or
     Poisson(p) and adds terms n_exact+1 .. n_exact+N, term k reweighted by 1 / P(N >= k - n_exact).
-    The expectation over N and the probe is exactly log det(I + J_g). Defaults follow Residual
-    Flows (geometric, p = 0.5, 2 exact terms).
+    The expectation over N and the probe is exactly log det(I + J_g). ``p=None`` takes the geometric
+    p that keeps the variance finite for this branch's Lipschitz bound (:func:`roulette_p`). The
+    count is drawn on the host (from a Python stream seeded by ``generator``), never from a device.
     """
     if not isinstance(n_exact_terms, int) or n_exact_terms < 1:
         raise ValueError(f"n_exact_terms must be a positive integer, got {n_exact_terms!r}")
-    weights = _roulette_weights(n_exact_terms, distribution, p, generator, x.device)
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution {distribution!r}: use 'geometric' or 'poisson'")
+    if p is None:
+        if distribution != "geometric":
+            raise ValueError(f"give the rate p of the {distribution} count")
+        p = roulette_p(lipschitz_bound(branch))
+    weights = _roulette_weights(n_exact_terms, distribution, p, generator)
     gx, logdet = _series(branch, x, weights, n_samples, probe, neumann_gradient, generator)
     return (gx, logdet) if return_gx else logdet
 

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -40,7 +41,7 @@ from .files import atomic_open, write_atomically
 from .flows import bits_per_dim, set_estimator
 
 __all__ = [
-    "TrainConfig", "TRAIN_PRESETS", "make_config", "train", "evaluate", "certificate", "lr_factor",
+    "TrainConfig", "TRAIN_PRESETS", "make_config", "train", "train_step", "evaluate", "certificate", "lr_factor",
     "density_bits_per_dim", "bench_throughput", "load_checkpoint", "load_run", "NonFiniteLossError",
     "main",
 ]
@@ -241,15 +242,29 @@ def _to_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
 
 
-def compute_loss(model, x, y, config: TrainConfig, device: torch.device):
-    """(loss to minimise, number of correct predictions or None): cross-entropy or bits/dim."""
+def step_function(model: nn.Module, config: TrainConfig):
+    """What a training step calls: the classifier (images -> logits) or the flow's ``log_prob``
+    (flow inputs -> log p), compiled by ``torch.compile`` when ``config.compile`` is set.
+
+    Compiling the flow's ``log_prob`` itself matters: a compiled module's other methods run the
+    original, uncompiled code.
+    """
+    fn = model if config.task == "classify" else functools.partial(model.log_prob, validate=False)
+    return torch.compile(fn) if config.compile else fn
+
+
+def compute_loss(step_fn, x, y, config: TrainConfig, device: torch.device):
+    """(loss to minimise, number of correct predictions or None): cross-entropy, or bits/dim of the
+    dequantised images x through ``step_fn`` = the flow's log_prob (see :func:`step_function`)."""
     x = _to_input(x, config)
     if config.task == "classify":
         with _autocast(config, device):
-            logits = model(x)
+            logits = step_fn(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         return loss, (logits.argmax(1) == y).sum()
-    return density_bits_per_dim(model, x, config.logit_alpha).mean(), None
+    y_in, logdet = preprocess(x, config.logit_alpha)
+    bits = bits_per_dim(step_fn(y_in), x[0].numel(), 256, logdet_preprocess=logdet)
+    return bits.mean(), None
 
 
 @contextlib.contextmanager
@@ -270,11 +285,14 @@ def _eval_estimator(model, config: TrainConfig):
 
 @torch.no_grad()
 def evaluate(model, loader, config: TrainConfig, device: torch.device) -> dict:
-    """Test figures: accuracy and loss (classify) or bits/dim (density), over the whole loader."""
+    """Test figures: accuracy and loss (classify) or bits/dim (density), over the whole loader.
+
+    Always in full float32 (TF32 off on a GPU), so that a reported figure does not depend on the GPU.
+    """
     model.eval()
     loader.set_epoch(0)  # the same dequantisation noise at every evaluation
     total, correct, loss_sum = 0, 0, 0.0
-    with _eval_estimator(model, config):
+    with _eval_estimator(model, config), _no_tf32():
         for x, y in loader:
             x = _to_input(x, config)
             if config.task == "classify":
@@ -556,7 +574,7 @@ def train(config: TrainConfig, out: str | os.PathLike, resume: bool = False, pro
         _write_metrics(out / "metrics.jsonl", state["history"])
         if state["finished"] and (out / "summary.json").is_file():
             return json.loads((out / "summary.json").read_text())
-    step_model = torch.compile(model) if config.compile else model
+    step_fn = step_function(model, config)
     total_steps = config.epochs * len(train_loader) if config.epochs is not None else None
     say = tqdm.write
     say(f"{config.task} {config.dataset} preset={config.preset} params={state['params']:,} "
@@ -566,7 +584,7 @@ def train(config: TrainConfig, out: str | os.PathLike, resume: bool = False, pro
     while not state["finished"]:
         epoch = state["epoch"] + 1
         train_loader.set_epoch(epoch)
-        record = _train_epoch(step_model, model, optimizer, train_loader, config, device, state, total_steps,
+        record = _train_epoch(step_fn, model, optimizer, train_loader, config, device, state, total_steps,
                               epoch, progress, out)
         state["finished"] = record.get("partial", False) or (config.epochs is not None and epoch >= config.epochs)
         if record["train_images"]:  # else the budget ran out exactly at the end of the previous epoch
@@ -591,7 +609,7 @@ def _epoch_line(record: dict) -> str:
             f"{record['epoch_s']:.1f} s, {record['elapsed_s'] / 60:.2f} min trained")
 
 
-def _train_epoch(step_model, model, optimizer, loader, config, device, state, total_steps, epoch, progress,
+def _train_epoch(step_fn, model, optimizer, loader, config, device, state, total_steps, epoch, progress,
                  out) -> dict:
     """One pass over the training data (or until the time budget is spent); updates ``state``."""
     model.train()
@@ -606,17 +624,15 @@ def _train_epoch(step_model, model, optimizer, loader, config, device, state, to
         if elapsed >= budget_s:
             partial = True
             break
-        factor = lr_factor(_progress(state["step"], elapsed, total_steps, config), config)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * factor
-        loss, n_correct = compute_loss(step_model, x, y, config, device)
-        loss_sum += loss.detach() * len(y)
+        lr = config.lr * lr_factor(_progress(state["step"], elapsed, total_steps, config), config)
+        check = None
         if (state["step"] + 1) % check_every == 0:  # before the update: a NaN never reaches the weights on CPU
-            _check_finite(loss_sum, epoch, state, out)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            def check(loss, n=len(y)):
+                _check_finite(loss_sum + loss * n, epoch, state, out)
+        loss, n_correct = train_step(step_fn, optimizer, x, y, config, device, lr, check)
+        loss_sum += loss * len(y)
+        if check is not None:
+            bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
         state["step"] += 1
         correct += n_correct if n_correct is not None else 0
         seen += len(y)
@@ -631,6 +647,21 @@ def _train_epoch(step_model, model, optimizer, loader, config, device, state, to
     if partial:
         record["partial"] = True
     return record
+
+
+def train_step(step_fn, optimizer, x, y, config: TrainConfig, device, lr: float, check=None):
+    """One optimisation step at learning rate ``lr``: the loss, ``check(loss)`` if given (before the update),
+    backward, update. Returns (the loss, detached; correct predictions or None); it reads nothing back
+    to the host itself, so on a GPU it never waits unless ``check`` does."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss, n_correct = compute_loss(step_fn, x, y, config, device)
+    if check is not None:
+        check(loss.detach())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), n_correct
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, state: dict, out: Path) -> None:
@@ -657,9 +688,10 @@ def _finish(model, config: TrainConfig, device, full_test_loader, state) -> dict
 # Throughput
 # ----------------------------------------------------------------------------------------
 
-def bench_throughput(task: str, dataset: str, preset: str, batch_size: int, steps: int = 5,
-                     warmup_steps: int = 2, device: str | None = None, **overrides) -> dict:
-    """Training images per second of the preset's model and recipe, on random images of the data's shape."""
+def synthetic_setup(task: str, dataset: str, preset: str, batch_size: int, device: str | None = None,
+                    **overrides):
+    """(config, device, model, step model, optimiser, x, y): a preset's model and recipe on one batch of
+    random images of the data's shape, for benchmarks that need no data set."""
     config = make_config(task, dataset, preset, batch_size=batch_size, device=str(get_device(device)),
                          **overrides)
     if config.threads is not None:
@@ -671,22 +703,25 @@ def bench_throughput(task: str, dataset: str, preset: str, batch_size: int, step
     labels = torch.randint(0, 10, (batch_size,), device=dev)
     transform = _data.Normalize.for_dataset(dataset) if task == "classify" else _data.dequantize
     x = transform(images)
-    arch = model_config(config, in_shape)
-    model = models.build_model(arch).to(dev)
+    model = models.build_model(model_config(config, in_shape)).to(dev)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if config.compile else model
-    optimizer = make_optimizer(model, config)
+    step_fn = step_function(model, config)
     model.train()
+    return config, dev, model, step_fn, make_optimizer(model, config), x, labels
+
+
+def bench_throughput(task: str, dataset: str, preset: str, batch_size: int, steps: int = 5,
+                     warmup_steps: int = 2, device: str | None = None, **overrides) -> dict:
+    """Training images per second of the preset's model and recipe, on random images of the data's shape."""
+    config, dev, model, step_fn, optimizer, x, labels = synthetic_setup(task, dataset, preset, batch_size,
+                                                                           device, **overrides)
     times = []
     for i in range(warmup_steps + steps):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         start = time.perf_counter()
-        loss, _ = compute_loss(step_model, x, labels, config, dev)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(step_fn, optimizer, x, labels, config, dev, config.lr)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         if i >= warmup_steps:

@@ -107,3 +107,22 @@ def test_non_finite_input_is_rejected():
     x[0, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="NaN or infinite"):
         flow.log_prob(x)
+
+
+def test_actnorm_keeps_its_initialisation_in_a_python_flag_that_checkpoints_restore():
+    from iresnet_mini.bench import DispatchCounter
+
+    norm = flows.ActNorm(3)
+    norm.train()
+    x = torch.randn(16, 3, 4, 4) * 5 + 2
+    norm(x)
+    assert norm.is_initialized and bool(norm.initialized)
+    with DispatchCounter() as counter:
+        norm(x)
+    assert counter.syncs == 0  # a forward pass reads nothing back to the host
+    fresh = flows.ActNorm(3)
+    fresh.load_state_dict(norm.state_dict())
+    assert fresh.is_initialized
+    fresh.train()
+    fresh(torch.zeros(16, 3, 4, 4))  # already initialised: this batch must not re-initialise it
+    assert torch.equal(fresh.bias, norm.bias)

@@ -154,3 +154,51 @@ def test_every_activation_is_1_lipschitz(name):
 def test_unknown_activation_is_rejected_with_the_allowed_names():
     with pytest.raises(ValueError, match="lipswish"):
         L.get_activation("sigmoidish")
+
+
+# --- checkpoints on another device or dtype; in-place power iteration ---------------------------
+def _seen(layer, x):
+    layer.train()
+    layer(x)
+    return layer
+
+
+@pytest.mark.parametrize("make", [lambda: L.LipschitzConv2d(3, 4, 3, coeff=0.9), lambda: L.LipschitzLinear(6, 5)])
+def test_a_float32_checkpoint_loads_into_a_float64_model_and_keeps_training(make):
+    torch.manual_seed(0)
+    shape = (2, 3, 8, 8) if isinstance(make(), L.LipschitzConv2d) else (2, 6)
+    source = _seen(make(), torch.randn(shape))
+    target = make().double()
+    target.load_state_dict(source.state_dict())
+    assert target.u.dtype == target.v.dtype == torch.float64  # the layer's dtype, not the checkpoint's
+    assert torch.allclose(target.u, source.u.double())
+    target.train()
+    target(torch.randn(shape, dtype=torch.float64))  # the power iteration runs (it failed on mixed dtypes)
+
+
+def test_a_checkpoint_whose_tensors_were_moved_loads_on_the_layers_own_terms():
+    torch.manual_seed(0)
+    source = _seen(L.LipschitzConv2d(3, 4, 3, coeff=0.9), torch.randn(2, 3, 8, 8))
+    moved = {k: v.double() for k, v in source.state_dict().items()}  # e.g. saved from a float64 copy
+    target = L.LipschitzConv2d(3, 4, 3, coeff=0.9)
+    target.load_state_dict(moved)
+    assert target.u.dtype == torch.float32 and target.u.device == target.weight.device
+    target.train()
+    target(torch.randn(2, 3, 8, 8))
+
+
+def test_the_power_iteration_updates_u_and_v_in_place():
+    torch.manual_seed(0)
+    layer = _seen(L.LipschitzConv2d(3, 4, 3, coeff=0.9), torch.randn(2, 3, 8, 8))
+    u, v, u_before = layer.u, layer.v, layer.u.clone()
+    layer(torch.randn(2, 3, 8, 8))
+    assert layer.u is u and layer.v is v  # the same tensors (a DataParallel replica's updates are kept)
+    assert not torch.equal(layer.u, u_before)
+
+
+def test_two_forward_passes_before_one_backward_still_differentiate():
+    layer = L.LipschitzLinear(6, 5)
+    layer.train()
+    loss = layer(torch.randn(3, 6)).sum() + layer(torch.randn(3, 6)).sum()  # u, v change in between
+    loss.backward()
+    assert layer.weight.grad is not None

@@ -156,3 +156,68 @@ def test_bad_estimator_arguments_get_clear_errors():
         logdet.get_estimator("hutch")
     with pytest.raises(ValueError, match="Lip"):
         logdet.truncation_error_bound(1.0, 2, 3)
+
+
+# --- the roulette's count: never from u = 0, and a distribution with finite variance --------------
+def _scalar_branch(L: float = 0.9):
+    """g(x) = L x in 1D: J = L exactly, so a Rademacher probe adds no variance (only the roulette does)."""
+    from iresnet_mini.lipschitz import LipschitzLinear
+
+    layer = LipschitzLinear(1, 1, coeff=L, bias=False).double()
+    with torch.no_grad():
+        layer.weight.fill_(L)
+    layer.eval()
+    layer(torch.zeros(1, 1, dtype=torch.float64))
+    return layer
+
+
+class _FixedStream:
+    def __init__(self, value):
+        self.value = value
+
+    def random(self):
+        return self.value
+
+
+@pytest.mark.parametrize("draw", [0.0, 1.0 - 2.0 ** -53])  # the smallest and the largest uniform draw
+def test_the_roulette_stays_finite_at_the_extreme_uniform_draws(draw, monkeypatch):
+    monkeypatch.setattr(logdet, "_count_stream", lambda generator: _FixedStream(draw))
+    weights = logdet._roulette_weights(2, "geometric", 0.5, None)
+    assert all(math.isfinite(w) for w in weights) and len(weights) <= 2 + 60
+    with torch.no_grad():
+        value = logdet.unbiased_logdet(_scalar_branch(), torch.zeros(1, 1, dtype=torch.float64), p=0.5,
+                                       probe="rademacher")
+    assert torch.isfinite(value).all()
+
+
+def test_the_default_roulette_p_keeps_the_variance_finite_for_the_branchs_bound():
+    assert logdet.lipschitz_bound(_scalar_branch(0.9)) == pytest.approx(0.9)
+    assert logdet.lipschitz_bound(torch.nn.Linear(2, 2)) is None  # unconstrained: no bound
+    conv = blocks.conv_branch(4, 8, coeff=0.9)
+    assert logdet.lipschitz_bound(conv) == pytest.approx(0.9 ** 3)
+    p = logdet.roulette_p(0.9 ** 3)
+    assert (0.9 ** 3) ** 2 / (1 - p) < 1 <= (0.9 ** 3) ** 2 / (1 - 0.5)  # Residual Flows' p = 0.5 is not enough
+
+    def second_moment(L, p, n_max):  # E[Y^2] of the roulette on the scalar series, summed over N < n_max
+        total = 0.0
+        for n in range(n_max):
+            y = sum((-1) ** (k + 1) * L ** k / k / (1 - p) ** k for k in range(1, n + 1))
+            total += p * (1 - p) ** n * y * y
+        return total
+    safe = logdet.roulette_p(0.9)
+    assert second_moment(0.9, safe, 400) == pytest.approx(second_moment(0.9, safe, 200), rel=1e-6)  # converged
+    assert second_moment(0.9, 0.5, 200) > 1e6 * second_moment(0.9, 0.5, 50)  # diverges
+
+
+def test_the_unbiased_estimate_is_unbiased_and_its_spread_small_with_the_default_p():
+    branch, x = _scalar_branch(0.9), torch.zeros(1, 1, dtype=torch.float64)
+    spreads = {}
+    for p in (None, 0.5):
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            draws = torch.cat([logdet.unbiased_logdet(branch, x, p=p, probe="rademacher", generator=generator)
+                               for _ in range(2000)])
+        spreads[p] = float(draws.std())
+        if p is None:
+            assert abs(float(draws.mean()) - math.log(1.9)) < 4 * spreads[p] / math.sqrt(len(draws))
+    assert spreads[None] < 0.2 and spreads[0.5] > 10 * spreads[None]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iresnet_mini import train
+from iresnet_mini import data, train
 
 FAST = dict(train_subset=256, test_subset=100, final_test_subset=100, batch_size=64, threads=1, init_batch=64)
 
@@ -185,3 +185,17 @@ def test_bench_throughput_runs_tiny(task):
     result = train.bench_throughput(task, "mnist", "tiny", batch_size=8, steps=2, warmup_steps=1, device="cpu",
                                     threads=1)
     assert result["images_per_s"] > 0 and result["batch_size"] == 8 and result["params"] > 0
+
+
+def test_evaluation_runs_with_tf32_off_and_restores_the_setting(monkeypatch):
+    seen = []
+    config, dev, model, _, _, x, y = train.synthetic_setup("classify", "mnist", "tiny", 8, "cpu")
+    model(x)
+    model.register_forward_hook(lambda *_: seen.append((torch.backends.cudnn.allow_tf32,
+                                                        torch.backends.cuda.matmul.allow_tf32)))
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    loader = data.TensorLoader((x * 0).to(torch.uint8), y, 4, shuffle=False, transform=lambda t, g=None: x[:len(t)])
+    train.evaluate(model, loader, config, dev)
+    assert seen and all(flags == (False, False) for flags in seen)
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
