@@ -8,10 +8,12 @@ The mode is chosen, in order of priority, by
 
 Every size, epoch count and iteration count that differs between the modes lives in
 :data:`SIZES` below and is read with :func:`size`; nothing else in the package or the
-notebooks hard-codes a quick or full number.
+notebooks hard-codes a quick or full number. ``$IRESNET_MINI_SIZES`` may name a JSON file of
+sizes that win over both modes (:func:`size_overrides`).
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ import torch
 
 MODES = ("quick", "full")
 ENV_VAR = "IRESNET_MINI_MODE"
+SIZES_ENV_VAR = "IRESNET_MINI_SIZES"
 
 _override: str | None = None
 
@@ -70,20 +73,23 @@ SIZES: dict[str, Size] = {
     "nb04.grid": Size(80, 200, "grid points per axis of the density heat maps"),
     "nb04.samples": Size(1000, 5000, "samples drawn by inverting each flow"),
     # --- notebooks 05-08 (images) -------------------------------------------------------
-    "nb05.train_all": Size(False, True, "train every Table 2 classifier (full) or load the shipped checkpoints (quick)"),
-    "nb05.recipe": Size({"preset": "tiny", "epochs": 4, "train_subset": 2048, "threads": 1},
-                        {"epochs": 15, "train_subset": None, "batch_size": 128},
-                        "changes to the shipped MNIST recipes for runs trained in the notebook"),
+    "nb05.recipe": Size({}, {"epochs": 15, "train_subset": None, "batch_size": 128},
+                        "changes to the shipped MNIST recipes for the runs TRAIN_HERE = True trains"),
+    "nb05.own_recipe": Size({"preset": "tiny", "epochs": 4, "train_subset": 2048, "threads": 1},
+                            {"preset": "cpu", "epochs": 1, "train_subset": None},
+                            "the two classifiers notebook 05 always trains (section 7: seconds to a few minutes)"),
     "nb05.test_images": Size(300, 10_000, "MNIST test images each classifier is re-evaluated on"),
     "nb05.norm_iterations": Size(30, 500, "power-iteration steps for an unconstrained layer's norm"),
-    "nb06.train_all": Size(False, True, "train the CIFAR-10 classifiers (full, GPU) or load the shipped ones (quick)"),
-    "nb06.recipe": Size({"preset": "tiny", "epochs": 4, "train_subset": 2048, "threads": 1},
-                        {"preset": "paper", "epochs": 200, "train_subset": None, "batch_size": None},
-                        "changes to the shipped CIFAR-10 recipes for runs trained in the notebook (full: the paper's)"),
+    "nb06.recipe": Size({}, {"preset": "paper", "epochs": 200, "train_subset": None, "batch_size": None},
+                        "changes to the shipped CIFAR-10 recipes for the runs TRAIN_HERE = True trains (full: the paper's)"),
+    "nb06.own_recipe": Size({"preset": "tiny", "epochs": 4, "train_subset": 2048, "threads": 1},
+                            {"preset": "cpu", "epochs": 2, "train_subset": 10_000},
+                            "the two classifiers notebook 06 always trains (section 6: seconds to a few minutes)"),
     "nb06.test_images": Size(300, 10_000, "CIFAR-10 test images each classifier is re-evaluated on"),
     "nb06.norm_iterations": Size(30, 500, "power-iteration steps for an unconstrained layer's norm"),
-    "nb07.recipe": Size({}, {"preset": "paper", "epochs": 50, "train_subset": None, "batch_size": None},
-                        "changes to the shipped MNIST density recipe for the run trained in full mode"),
+    "nb07.recipe": Size({}, {"preset": "paper", "epochs": 50, "time_budget": None, "train_subset": None,
+                             "batch_size": None},
+                        "changes to the shipped MNIST density recipe for the run TRAIN_HERE = True trains"),
     "nb07.test_images": Size(64, 10_000, "MNIST test images of the bits/dim breakdown"),
     "nb07.estimator_repeats": Size(8, 40, "independent draws of each stochastic estimator per image"),
     "nb07.series_terms": Size((1, 2, 5, 10), (1, 2, 3, 5, 10, 20), "series terms compared with the exact log-det"),
@@ -91,7 +97,7 @@ SIZES: dict[str, Size] = {
     "nb07.samples": Size(36, 100, "samples drawn by inverting the flow"),
     "nb07.reconstructions": Size(16, 500, "test images reconstructed by the fixed-point inverse"),
     "nb08.recipe": Size({}, {"preset": "paper", "epochs": 100, "train_subset": None, "batch_size": None},
-                        "changes to the shipped CIFAR-10 density recipe for the run trained in full mode"),
+                        "changes to the shipped CIFAR-10 density recipe for the run TRAIN_HERE = True trains"),
     "nb08.test_images": Size(32, 10_000, "CIFAR-10 test images of the bits/dim evaluation"),
     "nb08.samples": Size(25, 64, "samples drawn by inverting the flow (Fig. 5)"),
     "nb08.block_points": Size(3, 16, "test images whose crops the trained block is studied at"),
@@ -132,12 +138,44 @@ def is_quick() -> bool:
     return get_mode() == "quick"
 
 
+_overrides_cache: dict = {}
+
+
+def size_overrides() -> dict:
+    """Sizes fixed by ``$IRESNET_MINI_SIZES``: a JSON file {name: value} that wins over both modes.
+
+    For a classroom of slow machines, or a test that runs full mode with small numbers. Unknown
+    names are an error (a typo would otherwise be ignored silently).
+    """
+    path = os.environ.get(SIZES_ENV_VAR, "").strip()
+    if not path:
+        return {}
+    try:
+        key = (path, os.stat(path).st_mtime_ns)
+    except OSError as error:
+        raise ValueError(f"{SIZES_ENV_VAR}={path!r}: cannot read it ({error}); unset it or point it at a "
+                         "JSON file of sizes") from None
+    if key not in _overrides_cache:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle)
+        unknown = sorted(set(values) - set(SIZES)) if isinstance(values, dict) else None
+        if unknown is None or unknown:
+            raise ValueError(f"{SIZES_ENV_VAR}={path!r} must map known size names to values; unknown: {unknown}")
+        _overrides_cache.clear()
+        _overrides_cache[key] = values
+    return _overrides_cache[key]
+
+
 def size(name: str):
-    """The value of a mode-dependent size (see :data:`SIZES`) in the current mode."""
+    """The value of a mode-dependent size (see :data:`SIZES`) in the current mode (or as overridden)."""
     try:
         entry = SIZES[name]
     except KeyError:
         raise KeyError(f"unknown size {name!r}; known sizes: {', '.join(sorted(SIZES))}") from None
+    overrides = size_overrides()
+    if name in overrides:
+        value = overrides[name]
+        return tuple(value) if isinstance(entry.quick, tuple) and isinstance(value, list) else value
     return entry.quick if is_quick() else entry.full
 
 

@@ -13,14 +13,18 @@ from nbclient import NotebookClient
 from .editions import NOTEBOOK_DIR, lessons as notebooks  # noqa: F401  (the runner's names for them)
 
 
-def execute(path: Path, mode: str = "quick", timeout: int = 600, workdir: Path | None = None):
+def execute(path: Path, mode: str = "quick", timeout: int = 600, workdir: Path | None = None,
+            before: str | None = None):
     """Run a notebook top to bottom in a fresh kernel; returns (executed notebook, seconds).
 
     The notebook runs in a copy of its folder (``workdir`` or a temporary one), so nothing it
-    writes lands next to the committed notebooks. Raises on the first cell error.
+    writes lands next to the committed notebooks. ``before`` is code run in the kernel first, in
+    a cell of its own (e.g. a guard a test installs). Raises on the first cell error.
     """
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
+    if before is not None:
+        nb.cells.insert(0, nbformat.v4.new_code_cell(before))
     previous = os.environ.get("IRESNET_MINI_MODE")
     os.environ["IRESNET_MINI_MODE"] = mode
     own_tmp = workdir is None

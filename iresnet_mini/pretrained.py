@@ -28,7 +28,7 @@ import torch
 
 from . import data as _data
 from . import models, train
-from .config import get_device, is_quick
+from .config import get_device
 from .files import locked, write_atomically
 
 __all__ = [
@@ -202,24 +202,31 @@ def read_history(run_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def load_or_train(name: str, train_now: bool | None = None, run_dir: str | os.PathLike | None = None,
-                  device: str | torch.device | None = None, **overrides):
-    """(model, TrainConfig, info): the shipped checkpoint, or a run trained with the CLI recipe.
+def _run_info(run_dir: Path, recipe: Recipe, name: str, source: str) -> tuple:
+    model, config, _state = train.load_run(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    metrics = {**summary, "train_seconds": 60 * summary["train_minutes"]}
+    if "test_accuracy" in summary:
+        metrics["test_error_percent"] = 100 * (1 - summary["test_accuracy"])
+    return model, config, {"source": source, "name": name, "run_dir": str(run_dir), "coeff": recipe.coeff,
+                           "dataset": recipe.dataset, "preset": recipe.preset, "command": recipe.command(run_dir),
+                           "metrics": metrics, "history": read_history(run_dir)}
 
-    ``train_now=None`` trains in full mode and loads the shipped file in quick mode. Training
-    uses ``RECIPES[name]`` with ``overrides`` (e.g. ``preset="paper", epochs=200``; ignored when
-    loading) and writes to ``run_dir`` (default ``runs/<name>``), resuming a run there. A run
-    directory made with other settings is never touched: that is an error. ``info`` has
-    ``source`` ("shipped" or "trained"), ``command``, ``metrics`` (test accuracy and error on the
-    whole test set, epochs, training seconds, certificate) and ``history`` (one record per epoch).
+
+def load_or_train(name: str, train_now: bool = False, run_dir: str | os.PathLike | None = None,
+                  device: str | torch.device | None = None, progress: bool = True, **overrides):
+    """(model, TrainConfig, info) for recipe ``name`` with ``overrides``: what exists, or, if asked, a new run.
+
+    In order: a *finished* run of this recipe in ``run_dir`` (default ``runs/<name>``) is loaded;
+    else with ``train_now=True`` the recipe is trained here (the expected time on this device,
+    measured on a few steps, and the equivalent command are printed first; a progress bar runs;
+    an interrupted run is resumed); else the *shipped* checkpoint is loaded and ``info["note"]``
+    says that the recipe was not trained. Nothing long ever starts unless ``train_now`` is set.
+    A run directory made with other settings is never touched: that is an error. ``info`` has
+    ``source`` ("run", "trained" or "shipped"), ``command``, ``metrics`` and ``history``.
     """
     if name not in RECIPES:
         raise PretrainedError(f"no recipe named {name!r}; known are: {', '.join(RECIPES)}")
-    if train_now is None:
-        train_now = not is_quick()
-    if not train_now:
-        model, config, entry = load_pretrained(name, device)
-        return model, config, {"source": "shipped", "name": name, **entry}
     recipe = dataclasses.replace(RECIPES[name], **overrides)
     run_dir = Path(run_dir if run_dir is not None else Path("runs") / name)
     if (run_dir / "config.json").is_file():
@@ -227,19 +234,36 @@ def load_or_train(name: str, train_now: bool | None = None, run_dir: str | os.Pa
         if different:
             raise FileExistsError(f"{run_dir} holds a run with other settings ({'; '.join(different)}); it is "
                                   "left untouched. Pass another run_dir to train this recipe.")
-    argv = recipe.argv() + ["--out", str(run_dir), "--resume", "--no-progress"]
-    argv += ["--device", str(get_device(device))]
-    if train.main(argv) != 0:
+    if (run_dir / "summary.json").is_file():
+        model, config, info = _run_info(run_dir, recipe, name, "run")
+        return model.to(get_device(device)), dataclasses.replace(config, device=str(get_device(device))), info
+    if not train_now:
+        model, config, entry = load_pretrained(name, device)
+        info = {"source": "shipped", "name": name, **entry}
+        if recipe != RECIPES[name]:  # the shipped file is not what was asked for: say so
+            unfinished = (run_dir / train.CHECKPOINT).is_file()
+            info["not_trained"] = (
+                f"{name}: the shipped checkpoint (a short CPU run), not the recipe asked for"
+                + (f"; an unfinished run of it waits in {run_dir} (train_now=True resumes it)" if unfinished else "")
+                + f". To train that recipe: {recipe.command(run_dir)}")
+        return model, config, info
+    argv = recipe.argv() + ["--out", str(run_dir), "--resume", "--device", str(get_device(device))]
+    estimate = train.estimate_run(train.config_from_args(train._parser().parse_args(argv)))
+    print(f"training {name} now: about {_duration(estimate['seconds'])} on {estimate['device']} "
+          f"({estimate['seconds_per_step']:.3g} s per step, measured, x {estimate['steps']:,} steps); "
+          f"re-running this resumes it from {run_dir}.\nIn a terminal: {recipe.command(run_dir)}", flush=True)
+    if train.main(argv + ([] if progress else ["--no-progress"])) != 0:
         raise RuntimeError(f"training failed (see the error above): {recipe.command(run_dir)}")
-    model, config, _state = train.load_run(run_dir, device)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    metrics = {**summary, "train_seconds": 60 * summary["train_minutes"]}
-    if "test_accuracy" in summary:
-        metrics["test_error_percent"] = 100 * (1 - summary["test_accuracy"])
-    return model, config, {"source": "trained", "name": name, "run_dir": str(run_dir), "coeff": recipe.coeff,
-                           "dataset": recipe.dataset, "preset": recipe.preset,
-                           "command": recipe.command(run_dir), "metrics": metrics,
-                           "history": read_history(run_dir)}
+    model, config, info = _run_info(run_dir, recipe, name, "trained")
+    return model.to(get_device(device)), config, info
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # ----------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from .flows import bits_per_dim, set_estimator
 
 __all__ = [
     "TrainConfig", "TRAIN_PRESETS", "make_config", "train", "train_step", "evaluate", "certificate", "lr_factor",
-    "density_bits_per_dim", "bench_throughput", "load_checkpoint", "load_run", "NonFiniteLossError",
+    "density_bits_per_dim", "bench_throughput", "estimate_run", "synthetic_setup", "step_function", "load_checkpoint", "load_run", "NonFiniteLossError",
     "main",
 ]
 
@@ -694,21 +694,52 @@ def synthetic_setup(task: str, dataset: str, preset: str, batch_size: int, devic
     random images of the data's shape, for benchmarks that need no data set."""
     config = make_config(task, dataset, preset, batch_size=batch_size, device=str(get_device(device)),
                          **overrides)
+    return (config, *_synthetic(config))
+
+
+def _synthetic(config: TrainConfig):
+    """(device, model, step function, optimiser, x, y) of a run's config on one random batch."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     dev = get_device(config.device)
     seed_everything(config.seed)
-    in_shape = IMAGE_SHAPES[dataset]
-    images = torch.randint(0, 256, (batch_size, *in_shape), dtype=torch.uint8, device=dev)
-    labels = torch.randint(0, 10, (batch_size,), device=dev)
-    transform = _data.Normalize.for_dataset(dataset) if task == "classify" else _data.dequantize
+    in_shape = IMAGE_SHAPES[config.dataset]
+    images = torch.randint(0, 256, (config.batch_size, *in_shape), dtype=torch.uint8, device=dev)
+    labels = torch.randint(0, 10, (config.batch_size,), device=dev)
+    transform = _data.Normalize.for_dataset(config.dataset) if config.task == "classify" else _data.dequantize
     x = transform(images)
     model = models.build_model(model_config(config, in_shape)).to(dev)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     step_fn = step_function(model, config)
     model.train()
-    return config, dev, model, step_fn, make_optimizer(model, config), x, labels
+    return dev, model, step_fn, make_optimizer(model, config), x, labels
+
+
+def estimate_run(config: TrainConfig, steps: int = 3) -> dict:
+    """The expected training time of a run on its device: a few timed steps (after one warm-up) on random
+    images, times the steps the run will take (or its time budget, if that ends it first)."""
+    dev, model, step_fn, optimizer, x, y = _synthetic(config)
+    times = []
+    for i in range(steps + 1):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        start = time.perf_counter()
+        train_step(step_fn, optimizer, x, y, config, dev, config.lr)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        if i:
+            times.append(time.perf_counter() - start)
+    per_step = sorted(times)[len(times) // 2]
+    n_train = len(_data.load_dataset(config.dataset, "train", allow_partial=True)[1])
+    if config.train_subset is not None:
+        n_train = min(n_train, config.train_subset)
+    total = config.epochs * (n_train // config.batch_size) if config.epochs is not None else math.inf
+    seconds = per_step * total
+    if config.time_budget_min is not None:
+        seconds = min(seconds, 60 * config.time_budget_min)
+        total = min(total, int(seconds / per_step))
+    return {"seconds_per_step": per_step, "steps": total, "seconds": seconds, "device": str(dev)}
 
 
 def bench_throughput(task: str, dataset: str, preset: str, batch_size: int, steps: int = 5,

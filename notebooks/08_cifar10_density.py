@@ -21,9 +21,9 @@
 # - that trained blocks are far from the worst case of Thm. 3: the bias vanishes after a few terms and the
 #   **variance of the trace estimate** dominates - and how many probes it takes to tame it.
 #
-# **Time:** about 35 minutes. **Quick mode** (CPU) loads the shipped checkpoint (a small model trained for a few
-# minutes on 10,000 training images) and runs in about a minute; **full mode** (GPU) trains the paper's model with the
-# command line trainer and studies larger crops.
+# **Time:** about 35 minutes. The notebook loads the shipped checkpoint (a small model trained for a few minutes on
+# 10,000 training images), or your own finished run, and runs in about a minute; **full mode** studies larger crops,
+# and with `TRAIN_HERE = True` (section 1) trains the paper's model first (hours on a GPU).
 
 # %%
 from functools import partial
@@ -44,10 +44,14 @@ device = course.setup()
 # left-right at random.
 
 # %%
-model, train_config, info = pretrained.load_or_train("cifar10-density", device=device, **size("nb08.recipe"))
+TRAIN_HERE = False  # True: train the recipe here first (full mode: the paper's model, hours on a GPU)
+model, train_config, info = pretrained.load_or_train("cifar10-density", train_now=TRAIN_HERE, device=device,
+                                                     **size("nb08.recipe"))
 alpha = train_config.logit_alpha
 metrics = info["metrics"]
 print(f"source: {info['source']}; trained with\n  {info['command']}")
+if "not_trained" in info:
+    print(info["not_trained"])
 print(f"{models.count_parameters(model):,} parameters, c = {model.config.coeff}, {metrics['steps']} steps "
       f"({metrics['train_seconds'] / 60:.1f} min); {info.get('note', '')}")
 display(Markdown(classification.markdown_table(density.flow_summary(model))))

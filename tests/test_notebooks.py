@@ -56,3 +56,33 @@ def test_student_edition_runs_clean_with_every_exercise_open(path, tmp_path):
     for cell in open_exercises:
         assert [v[:len(exercises.NOT_ANSWERED)] for v in _verdicts(cell)] == [exercises.NOT_ANSWERED], (
             f"an open exercise should say 'not answered yet' once: {_stdout(cell)!r}")
+
+
+# Installed in the kernel before a full-mode run: any training bigger than the tiny preset is an error.
+_NO_LONG_TRAINING = """
+import iresnet_mini.train as _train
+_real_train = _train.train
+def _guarded_train(config, *args, **kwargs):
+    if config.preset != "tiny":
+        raise AssertionError(f"a cell started a {config.preset}-preset training without TRAIN_HERE")
+    return _real_train(config, *args, **kwargs)
+_train.train = _guarded_train
+"""
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in ("05", "06", "07", "08")],
+                         ids=lambda p: p.stem)
+def test_full_mode_with_the_train_flags_off_starts_no_long_training(path, tmp_path, monkeypatch):
+    """Full mode, every size at its quick value except the recipes (the paper-scale ones stay)."""
+    import json
+
+    from iresnet_mini import config
+
+    sizes = {name: s.quick for name, s in config.SIZES.items() if not name.endswith(".recipe")}
+    (tmp_path / "sizes.json").write_text(json.dumps(sizes))
+    monkeypatch.setenv(config.SIZES_ENV_VAR, str(tmp_path / "sizes.json"))
+    nb, seconds = execute(path, mode="full", workdir=tmp_path / "run", before=_NO_LONG_TRAINING)
+    print(f"{path.name}: {seconds:.1f} s in full mode with quick sizes and the train flags off")
+    assert not _errors(nb)
+    text = "\n".join(_stdout(c) for c in nb.cells if c.cell_type == "code")
+    assert "mode=full" in text and "not the recipe asked for" in text  # the full recipe was named, not trained

@@ -180,11 +180,18 @@ def test_recipe_mismatch_names_the_differing_settings():
         "coeff: run has 0.9, recipe wants None"]
 
 
-def test_quick_mode_loads_the_shipped_file(monkeypatch, shipped_copy):
+def test_without_train_now_nothing_trains_and_the_shipped_file_says_what_it_is(monkeypatch, shipped_copy, tmp_path):
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", shipped_copy)
     monkeypatch.setitem(pretrained.RECIPES, "tiny", pretrained.Recipe("mnist", 0.9, preset="tiny"))
-    _, _, info = pretrained.load_or_train("tiny", train_now=False)
-    assert info["source"] == "shipped"
+
+    def no_training(argv):
+        raise AssertionError(f"load_or_train started a training: {argv}")
+
+    monkeypatch.setattr(pretrained.train, "main", no_training)
+    _, _, info = pretrained.load_or_train("tiny", run_dir=tmp_path / "run")
+    assert info["source"] == "shipped" and "not_trained" not in info  # the shipped file is this recipe's
+    _, _, info = pretrained.load_or_train("tiny", run_dir=tmp_path / "run", epochs=200, preset="paper")
+    assert info["source"] == "shipped" and "--epochs 200" in info["not_trained"]
 
 
 @pytest.mark.slow
@@ -196,5 +203,7 @@ def test_load_or_train_trains_resumes_and_protects_other_runs(mnist_available, t
     before = (run / "checkpoint.pt").stat().st_mtime_ns
     pretrained.load_or_train("mnist-c0.9", train_now=True, run_dir=run, **recipe)  # finished: just loaded
     assert (run / "checkpoint.pt").stat().st_mtime_ns == before
+    _, _, again = pretrained.load_or_train("mnist-c0.9", run_dir=run, **recipe)  # a finished run wins over shipped
+    assert again["source"] == "run" and again["metrics"] == info["metrics"]
     with pytest.raises(FileExistsError, match="coeff"):
         pretrained.load_or_train("mnist-vanilla", train_now=True, run_dir=run, **recipe)

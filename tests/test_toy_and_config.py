@@ -90,3 +90,25 @@ def test_seed_and_device_helpers():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
             config.get_device("cuda")
+
+
+def test_a_sizes_file_overrides_both_modes_and_refuses_unknown_names(tmp_path, monkeypatch):
+    import json
+
+    from iresnet_mini import config
+
+    path = tmp_path / "sizes.json"
+    path.write_text(json.dumps({"nb01.grid": 11, "nb02.conv_sizes": [4, 8]}))
+    monkeypatch.setenv(config.SIZES_ENV_VAR, str(path))
+    for mode in config.MODES:
+        config.set_mode(mode)
+        assert config.size("nb01.grid") == 11 and config.size("nb02.conv_sizes") == (4, 8)
+    config.set_mode("full")
+    assert config.size("nb01.train_steps") == config.SIZES["nb01.train_steps"].full  # not overridden
+    config.set_mode(None)
+    path.write_text(json.dumps({"nb01.gird": 11}))
+    with pytest.raises(ValueError, match="nb01.gird"):
+        config.size("nb01.grid")
+    monkeypatch.setenv(config.SIZES_ENV_VAR, str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="cannot read"):
+        config.size("nb01.grid")
