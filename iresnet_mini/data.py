@@ -475,23 +475,34 @@ class TensorLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  shuffle: bool = True, drop_last: bool = False, seed: int = 0,
                  augment: Transform | None = None, transform: Transform = to_unit,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, shard: tuple[int, int] = (0, 1)):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        rank, world = shard
+        if not (isinstance(world, int) and world >= 1 and isinstance(rank, int) and 0 <= rank < world):
+            raise ValueError(f"shard must be (rank, world size) with 0 <= rank < world size, got {shard!r}")
         device = torch.device(device) if device is not None else images.device
         self.images, self.labels = images.to(device), labels.to(device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.epoch = seed, 0
         self.augment, self.transform = augment, transform
+        self.rank, self.world_size = rank, world
 
     @property
     def device(self) -> torch.device:
         return self.images.device
 
-    def __len__(self) -> int:
+    def _shard_size(self) -> int:
+        """Images of this rank's shard: with drop_last every rank gets the same number (the rest is dropped)."""
         n = len(self.images)
+        if self.drop_last:
+            return n // self.world_size
+        return len(range(self.rank, n, self.world_size))
+
+    def __len__(self) -> int:
+        n = self._shard_size()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
@@ -504,20 +515,25 @@ class TensorLoader:
     def load_state_dict(self, state: dict) -> None:
         self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
 
-    def generator(self, epoch: int) -> torch.Generator:
-        """The random stream of one epoch, seeded from ``(seed, epoch)``."""
-        seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)[0])
+    def generator(self, epoch: int, rank: int | None = None) -> torch.Generator:
+        """The random stream of one epoch, seeded from ``(seed, epoch)`` (and ``rank``, for per-rank noise)."""
+        entropy = [self.seed, epoch] if rank is None else [self.seed, epoch, rank]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = self.generator(self.epoch)
+        generator = self.generator(self.epoch)  # the permutation: the same on every rank
+        noise = generator if self.world_size == 1 else self.generator(self.epoch, self.rank)
         self.epoch += 1
         n = len(self.images)
         order = (torch.randperm(n, generator=generator, device=self.device) if self.shuffle
                  else torch.arange(n, device=self.device))
+        # this rank's shard: every world_size-th image of the permutation, so that the ranks' batches
+        # at one step together are the permutation's next world_size * batch_size images
+        order = order[self.rank:self.world_size * self._shard_size() if self.drop_last else n:self.world_size]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
             x = self.images[index]
             if self.augment is not None:
-                x = self.augment(x, generator)
-            yield self.transform(x, generator), self.labels[index]
+                x = self.augment(x, noise)
+            yield self.transform(x, noise), self.labels[index]

@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import copy
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import data as _data
-from . import lipschitz, models
+from . import distributed, lipschitz, models
 from .blocks import InverseNotConvergedWarning
 from .config import get_device, seed_everything
 from .files import atomic_open, write_atomically
@@ -184,8 +183,12 @@ def _augmentation(config: TrainConfig):
     return None
 
 
-def make_loaders(config: TrainConfig, device: torch.device):
-    """(train loader, per-epoch test loader, final test loader, image shape, number of classes)."""
+def make_loaders(config: TrainConfig, device: torch.device, context: distributed.Context = distributed.SINGLE):
+    """(train loader, per-epoch test loader, final test loader, image shape, number of classes).
+
+    With several processes each loader yields this rank's shard (disjoint, of one shared permutation).
+    """
+    shard = (context.rank, context.world_size)
     x_train, y_train = _data.load_dataset(config.dataset, "train", allow_partial=True)
     x_test, y_test = _data.load_dataset(config.dataset, "test")
     if config.train_subset is not None:
@@ -194,14 +197,14 @@ def make_loaders(config: TrainConfig, device: torch.device):
                  else _data.dequantize)
     train_loader = _data.TensorLoader(x_train, y_train, config.batch_size, shuffle=True, drop_last=True,
                                       seed=config.seed, augment=_augmentation(config), transform=transform,
-                                      device=device)
+                                      device=device, shard=shard)
     if len(train_loader) == 0:
-        raise ValueError(f"{len(x_train)} training images give no full batch of {config.batch_size}: "
-                         "use a smaller --batch-size or a larger --train-subset")
+        raise ValueError(f"{len(x_train)} training images give no full batch of {config.batch_size} per process "
+                         f"({context.world_size} processes): use a smaller --batch-size or a larger --train-subset")
 
     def test_loader(n):
         return _data.TensorLoader(x_test[:n], y_test[:n], config.test_batch_size, shuffle=False,
-                                  seed=config.seed + 1, transform=transform, device=device)
+                                  seed=config.seed + 1, transform=transform, device=device, shard=shard)
 
     return (train_loader, test_loader(config.test_subset), test_loader(config.final_test_subset),
             tuple(x_train.shape[1:]), len(_data.CLASSES[config.dataset]))
@@ -242,14 +245,24 @@ def _to_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if config.channels_last else x
 
 
-def step_function(model: nn.Module, config: TrainConfig):
-    """What a training step calls: the classifier (images -> logits) or the flow's ``log_prob``
-    (flow inputs -> log p), compiled by ``torch.compile`` when ``config.compile`` is set.
+class FlowLogProb(nn.Module):
+    """A flow's ``log_prob`` as a module's forward, so that DistributedDataParallel and ``torch.compile``,
+    which act on ``forward``, act on the density loss (a compiled module's other methods run eager code)."""
 
-    Compiling the flow's ``log_prob`` itself matters: a compiled module's other methods run the
-    original, uncompiled code.
-    """
-    fn = model if config.task == "classify" else functools.partial(model.log_prob, validate=False)
+    def __init__(self, flow: nn.Module):
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.flow.log_prob(y, validate=False)  # training inputs are dequantised 8-bit images
+
+
+def step_function(model: nn.Module, config: TrainConfig, context: distributed.Context = distributed.SINGLE,
+                  device: torch.device | None = None):
+    """What a training step calls: the classifier (images -> logits) or the flow's log-likelihood
+    (flow inputs -> log p), in DistributedDataParallel across processes, compiled when ``config.compile``."""
+    fn = model if config.task == "classify" else FlowLogProb(model)
+    fn = distributed.wrap(context, fn, device if device is not None else next(model.parameters()).device)
     return torch.compile(fn) if config.compile else fn
 
 
@@ -284,10 +297,12 @@ def _eval_estimator(model, config: TrainConfig):
 
 
 @torch.no_grad()
-def evaluate(model, loader, config: TrainConfig, device: torch.device) -> dict:
+def evaluate(model, loader, config: TrainConfig, device: torch.device,
+             context: distributed.Context = distributed.SINGLE) -> dict:
     """Test figures: accuracy and loss (classify) or bits/dim (density), over the whole loader.
 
     Always in full float32 (TF32 off on a GPU), so that a reported figure does not depend on the GPU.
+    With several processes each evaluates its shard and the sums are added up over the ranks.
     """
     model.eval()
     loader.set_epoch(0)  # the same dequantisation noise at every evaluation
@@ -303,6 +318,10 @@ def evaluate(model, loader, config: TrainConfig, device: torch.device) -> dict:
             else:
                 loss_sum += float(density_bits_per_dim(model, x, config.logit_alpha).sum())
             total += len(y)
+    if context.enabled:
+        sums = distributed.all_sum(context, torch.tensor([loss_sum, correct, total], dtype=torch.float64,
+                                                         device=device))
+        loss_sum, correct, total = float(sums[0]), int(sums[1]), int(sums[2])
     if config.task == "classify":
         return {"test_accuracy": correct / total, "test_loss": loss_sum / total, "test_images": total}
     return {"test_bits_per_dim": loss_sum / total, "test_images": total}
@@ -531,14 +550,14 @@ def _initialize(model, loader, config: TrainConfig) -> None:
         model(preprocess(x, config.logit_alpha)[0])
 
 
-def _setup(config: TrainConfig):
+def _setup(config: TrainConfig, context: distributed.Context):
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    device = get_device(config.device)
+    device = distributed.device_for(context, get_device(config.device))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    seed_everything(config.seed)
-    train_loader, test_loader, full_test_loader, in_shape, n_classes = make_loaders(config, device)
+    seed_everything(config.seed)  # the same model on every rank (DDP also broadcasts rank 0's)
+    train_loader, test_loader, full_test_loader, in_shape, n_classes = make_loaders(config, device, context)
     arch = model_config(config, in_shape, n_classes)
     model = models.build_model(arch).to(device)
     if config.channels_last:
@@ -553,51 +572,71 @@ def train(config: TrainConfig, out: str | os.PathLike, resume: bool = False, pro
     so the result equals an uninterrupted run (for runs planned in epochs).
     """
     out = Path(out)
+    context = distributed.from_environment(get_device(config.device))
+    try:
+        return _train(config, out, resume, progress, context)
+    finally:
+        distributed.shutdown(context)
+
+
+def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, context: distributed.Context) -> dict:
+    main = context.is_main  # only rank 0 writes files and prints
     checkpoint = None
     if resume and (out / CHECKPOINT).is_file():
         checkpoint = load_checkpoint(out / CHECKPOINT)
         config = dataclasses.replace(_config_from_dict(checkpoint["config"]), device=config.device)
     _prepare_run_dir(out, resume)
-    device, train_loader, test_loader, full_test_loader, arch, model = _setup(config)
+    distributed.barrier(context)  # every rank has looked at the run directory before rank 0 writes to it
+    device, train_loader, test_loader, full_test_loader, arch, model = _setup(config, context)
     optimizer = make_optimizer(model, config)
     state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "finished": False, "history": [],
              "model_config": models.config_to_dict(arch), "params": models.count_parameters(model)}
     if checkpoint is None:
-        _initialize(model, train_loader, config)
-        _write_json(out / "config.json", {**dataclasses.asdict(config), "model_config": state["model_config"],
-                                          "params": state["params"]})
+        _initialize(model, train_loader, config)  # the same images on every rank: the same ActNorms
+        if main:
+            _write_json(out / "config.json", {**dataclasses.asdict(config), "model_config": state["model_config"],
+                                              "params": state["params"], "world_size": context.world_size,
+                                              "global_batch_size": config.batch_size * context.world_size})
     else:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         state.update(checkpoint["state"])
-        _set_rng_state(checkpoint["rng"], device)
-        _write_metrics(out / "metrics.jsonl", state["history"])
+        if not context.enabled:
+            _set_rng_state(checkpoint["rng"], device)
+        if main:
+            _write_metrics(out / "metrics.jsonl", state["history"])
         if state["finished"] and (out / "summary.json").is_file():
             return json.loads((out / "summary.json").read_text())
-    step_fn = step_function(model, config)
+    if context.enabled:  # probes and other draws of the global generator: different on every rank
+        seed_everything(config.seed + 1000 * (context.rank + 1) + state["epoch"])
+    step_fn = step_function(model, config, context, device)
     total_steps = config.epochs * len(train_loader) if config.epochs is not None else None
-    say = tqdm.write
+    say = tqdm.write if main else (lambda _text: None)
     say(f"{config.task} {config.dataset} preset={config.preset} params={state['params']:,} "
         f"device={device} threads={torch.get_num_threads()} amp={config.amp and device.type == 'cuda'} "
-        f"channels_last={config.channels_last} compile={config.compile}")
+        f"channels_last={config.channels_last} compile={config.compile} processes={context.world_size}")
 
     while not state["finished"]:
         epoch = state["epoch"] + 1
         train_loader.set_epoch(epoch)
         record = _train_epoch(step_fn, model, optimizer, train_loader, config, device, state, total_steps,
-                              epoch, progress, out)
+                              epoch, progress and main, out, context)
         state["finished"] = record.get("partial", False) or (config.epochs is not None and epoch >= config.epochs)
+        distributed.broadcast_buffers(context, model)
         if record["train_images"]:  # else the budget ran out exactly at the end of the previous epoch
-            record.update(evaluate(model, test_loader, config, device))
+            record.update(evaluate(model, test_loader, config, device, context))
             state["epoch"] = epoch
             state["history"].append(record)
             say(_epoch_line(record))
-        _write_metrics(out / "metrics.jsonl", state["history"])
-        save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)
-    summary = _finish(model, config, device, full_test_loader, state)
-    save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)  # the certified weights
-    _write_json(out / "summary.json", summary)
+        if main:
+            _write_metrics(out / "metrics.jsonl", state["history"])
+            save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)
+    summary = _finish(model, config, device, full_test_loader, state, context)
+    if main:
+        save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)  # the certified weights
+        _write_json(out / "summary.json", summary)
     say(json.dumps({k: v for k, v in summary.items() if k != "certificate"}))
+    distributed.barrier(context)  # no rank leaves before rank 0 has written the summary
     return summary
 
 
@@ -610,25 +649,34 @@ def _epoch_line(record: dict) -> str:
 
 
 def _train_epoch(step_fn, model, optimizer, loader, config, device, state, total_steps, epoch, progress,
-                 out) -> dict:
-    """One pass over the training data (or until the time budget is spent); updates ``state``."""
+                 out, context: distributed.Context = distributed.SINGLE) -> dict:
+    """One pass over the training data (or until the time budget is spent); updates ``state``.
+
+    With several processes the ranks agree, at every loss check, on the clock (the slowest rank's),
+    which sets the learning rate and ends a time-budgeted run, and on the loss (summed over ranks).
+    """
     model.train()
     budget_s = 60 * config.time_budget_min if config.time_budget_min is not None else math.inf
     check_every = 1 if device.type == "cpu" else 25  # reading the loss waits for the GPU
     loss_sum, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
-    seen, partial = 0, False
+    seen, partial, clock = 0, False, state["elapsed_s"]
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress)
-    for x, y in bar:
+    for i, (x, y) in enumerate(bar):
+        checking = i == 0 or (state["step"] + 1) % check_every == 0
         elapsed = state["elapsed_s"] + time.perf_counter() - start
-        if elapsed >= budget_s:
+        if not context.enabled:
+            clock = elapsed
+        elif checking:
+            clock = distributed.max_over_ranks(context, elapsed, device)
+        if clock >= budget_s:
             partial = True
             break
-        lr = config.lr * lr_factor(_progress(state["step"], elapsed, total_steps, config), config)
+        lr = config.lr * lr_factor(_progress(state["step"], clock, total_steps, config), config)
         check = None
-        if (state["step"] + 1) % check_every == 0:  # before the update: a NaN never reaches the weights on CPU
+        if checking:  # before the update: a NaN never reaches the weights on CPU
             def check(loss, n=len(y)):
-                _check_finite(loss_sum + loss * n, epoch, state, out)
+                _check_finite(distributed.all_sum(context, loss_sum + loss * n), epoch, state, out)
         loss, n_correct = train_step(step_fn, optimizer, x, y, config, device, lr, check)
         loss_sum += loss * len(y)
         if check is not None:
@@ -636,14 +684,17 @@ def _train_epoch(step_fn, model, optimizer, loader, config, device, state, total
         state["step"] += 1
         correct += n_correct if n_correct is not None else 0
         seen += len(y)
+    totals = distributed.all_sum(context, torch.stack([loss_sum.double(), correct.double(),
+                                                       torch.tensor(float(seen), dtype=torch.float64, device=device)]))
+    loss_sum, correct, seen = totals[0], int(totals[1]), int(totals[2])
     _check_finite(loss_sum, epoch, state, out)
-    epoch_s = time.perf_counter() - start
+    epoch_s = distributed.max_over_ranks(context, time.perf_counter() - start, device)
     state["elapsed_s"] += epoch_s
     record = {"epoch": epoch, "step": state["step"], "train_loss": float(loss_sum) / max(seen, 1),
               "lr": optimizer.param_groups[0]["lr"], "epoch_s": epoch_s, "elapsed_s": state["elapsed_s"],
               "train_images": seen}
     if config.task == "classify":
-        record["train_accuracy"] = int(correct) / max(seen, 1)
+        record["train_accuracy"] = correct / max(seen, 1)
     if partial:
         record["partial"] = True
     return record
@@ -672,11 +723,15 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, state: dict, out: Path) ->
             "Try a smaller learning rate (--lr) or a smaller Lipschitz coefficient (--coeff).")
 
 
-def _finish(model, config: TrainConfig, device, full_test_loader, state) -> dict:
-    """Certify, then the final test figures on the whole test set, then the reconstruction check."""
+def _finish(model, config: TrainConfig, device, full_test_loader, state,
+            context: distributed.Context = distributed.SINGLE) -> dict:
+    """Certify, then the final test figures on the whole test set, then the reconstruction check.
+
+    Every rank certifies its (identical) model, so that all evaluate the same weights afterwards.
+    """
     cert_x = next(iter(full_test_loader))[0][:64]
     cert = certificate(model, cert_x, config)
-    final = evaluate(model, full_test_loader, config, device)
+    final = evaluate(model, full_test_loader, config, device, context)
     return {"task": config.task, "dataset": config.dataset, "preset": config.preset,
             "params": state["params"], "epochs": state["epoch"], "steps": state["step"],
             "train_minutes": state["elapsed_s"] / 60, **final,
