@@ -1,4 +1,4 @@
-"""Benchmarks that print figures (not tests): ``python -m iresnet_mini.bench {blocks,toy,throughput,step-profile}``.
+"""Benchmarks that print figures (not tests): ``python -m iresnet_mini.bench {blocks,toy,throughput,step-profile,gpu}``.
 
 * ``blocks``: for a conv and a dense i-ResNet block (c = 0.9, the constraint binding): forward
   time, inverse by plain fixed-point iteration and by Anderson acceleration (iterations and
@@ -7,6 +7,7 @@
 * ``toy``: 2D density training against the clock (``iresnet_mini.toyflows``).
 * ``throughput``: training images per second of the image models (``iresnet_mini.train``).
 * ``step-profile``: dispatcher operators and host synchronisations per training step, per preset.
+* ``gpu``: the GPU acceptance run (``iresnet_mini.acceptance``); ``--device cpu --smoke`` tests it.
 """
 from __future__ import annotations
 
@@ -189,7 +190,15 @@ def main(argv=None) -> None:
     tp.add_argument("--device", default=None)
     sp = sub.add_parser("step-profile", help="dispatcher operators and host synchronisations per training step")
     sp.add_argument("--device", default=None)
+    gpu = sub.add_parser("gpu", help="the GPU acceptance run (about 10 minutes on one GPU; see acceptance.py)")
+    gpu.add_argument("--device", default=None, help="default: cuda when available")
+    gpu.add_argument("--smoke", action="store_true", help="toy sizes (seconds), to test the script on a CPU")
+    gpu.add_argument("--out", default=None, metavar="DIR", help="also write DIR/acceptance.json")
     args = parser.parse_args(argv)
+    if args.what == "gpu":
+        from .acceptance import main as acceptance_main
+        acceptance_main(args)
+        return
     print(config.describe())
     if args.what == "blocks":
         bench_blocks()

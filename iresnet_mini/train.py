@@ -129,6 +129,9 @@ TRAIN_PRESETS: dict[tuple[str, str], dict] = {
     ("classify", "cpu"): dict(epochs=None, time_budget_min=10.0, batch_size=128, optimizer="adam",
                               lr=2e-2, warmup=0.03, label_smoothing=0.1, channels_last=True,
                               threads=2),
+    # The cpu recipe at a GPU's batch size and bfloat16 autocast; planned for a few minutes (bench gpu).
+    ("classify", "gpu"): dict(epochs=None, time_budget_min=3.0, batch_size=256, optimizer="adam", lr=2e-2,
+                              warmup=0.03, label_smoothing=0.1, channels_last=True, amp=True),
     # Paper Sec. 4: SGD lr 0.1, Nesterov 0.9, wd 5e-4, 200 epochs, lr x0.2 at 60/120/160, warm-up.
     ("classify", "paper"): dict(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
                                 nesterov=True, weight_decay=5e-4, schedule="step",
