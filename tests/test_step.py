@@ -1,6 +1,7 @@
 """A training step that never waits on the host: synchronisations counted, compiled code that really runs."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from iresnet_mini import bench, blocks, logdet, train
@@ -56,3 +57,12 @@ def test_the_density_models_compiled_step_runs_compiled_code(monkeypatch):
     loss, _ = train.train_step(step_fn, optimizer, x, y, config, dev, config.lr)
     assert counter.frame_count > 0 and counter.op_count > 0  # the flow's log_prob itself was compiled
     assert torch.isfinite(loss)
+
+
+def test_the_step_profile_in_the_facts_is_what_the_profiler_counts_now():
+    from iresnet_mini import facts
+
+    for task, dataset, preset, _before, (ops, syncs) in facts.STEP_PROFILE:
+        result = bench.step_profile(task, dataset, preset, device="cpu")
+        assert result["syncs"] == syncs, (task, dataset, preset)
+        assert result["ops"] == pytest.approx(ops, rel=0.1), (task, dataset, preset)  # torch versions differ a little
