@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import torch
 
-from . import plots
+from . import data, plots
 from .config import describe, get_device, set_mode, seed_everything
 
 __all__ = ["setup"]
 
 
-def setup(threads: int | None = None, seed: int = 0, mode: str | None = None) -> torch.device:
+def setup(threads: int | None = None, seed: int = 0, mode: str | None = None, download: bool = True) -> torch.device:
     """Theme, seeds, CPU threads, mode and full float32 (no TF32) for a lesson; prints a summary, returns the device.
 
     ``threads=1`` suits lessons whose tensors are tiny (notebooks 01-04): several CPU threads then
     spend more time waiting for each other than computing, and far more so on a busy machine.
     ``None`` keeps PyTorch's default (all cores), right for the image models. ``mode`` ("quick" or
-    "full") overrides ``$IRESNET_MINI_MODE`` and the hardware for this kernel.
+    "full") overrides ``$IRESNET_MINI_MODE`` and the hardware for this kernel. ``download`` lets the
+    data loaders fetch a missing data set (md5-verified, into the data root, once; course mirrors
+    first, see :func:`iresnet_mini.data.course_mirrors`); offline they stop with a message saying
+    where to put the files.
     """
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -32,6 +35,7 @@ def setup(threads: int | None = None, seed: int = 0, mode: str | None = None) ->
         torch.set_num_threads(threads)
     if mode is not None:
         set_mode(mode)
+    data.allow_downloads(download)
     plots.set_theme()
     seed_everything(seed)
     # Every figure a lesson shows is computed in full float32: on recent GPUs convolutions (and, if

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import math
 import os
 import tarfile
@@ -36,6 +37,9 @@ from tqdm.auto import tqdm
 from .files import atomic_open
 
 ENV_VAR = "IRESNET_MINI_DATA"
+# Course-local mirrors, tried before the official sources: base URLs of folders laid out like the
+# data root (mnist/..., cifar10/cifar-10-batches-bin/...), separated by spaces or commas.
+MIRRORS_ENV_VAR = "IRESNET_MINI_MIRRORS"
 
 # One place for every checksum: path relative to the data root -> md5 of the official file.
 MD5: dict[str, str] = {
@@ -169,6 +173,25 @@ def _move_aside(path: Path) -> Path:
 # Downloading (atomic, verified before use)
 # ----------------------------------------------------------------------------------------
 
+_download_default = False
+
+
+def allow_downloads(allowed: bool = True) -> None:
+    """Make loaders called without ``download=`` fetch missing files (lessons do: ``course.setup``)."""
+    global _download_default
+    _download_default = bool(allowed)
+
+
+def _download(download: bool | None) -> bool:
+    return _download_default if download is None else bool(download)
+
+
+def course_mirrors() -> list[str]:
+    """The mirrors of ``$IRESNET_MINI_MIRRORS``, each ending in "/" (tried before the official sources)."""
+    text = os.environ.get(MIRRORS_ENV_VAR, "")
+    return [url if url.endswith("/") else url + "/" for url in text.replace(",", " ").split()]
+
+
 def _open_url(url: str):
     return urllib.request.urlopen(url, timeout=60)
 
@@ -183,8 +206,8 @@ def download_file(urls: Sequence[str], dest: str | os.PathLike, md5: str,
         try:
             _fetch(url, dest, md5, opener, progress)
             return dest
-        except (OSError, DataError) as error:  # URLError and HTTPError are OSErrors
-            failures.append(f"  {url}: {error}")
+        except (OSError, DataError, http.client.HTTPException) as error:  # URLError, HTTPError: OSErrors
+            failures.append(f"  {url}: {type(error).__name__}: {error}")
     raise DataError(f"could not download {dest.name}:\n" + "\n".join(failures)
                     + f"\nDownload it by hand and put it at {dest}.")
 
@@ -242,18 +265,38 @@ def _usable(rel: str, root: Path, download: bool) -> bool:
 
 
 def _ensure(rels: Sequence[str], root: Path, download: bool) -> None:
-    """Make sure every file in ``rels`` is under ``root`` and verified; fetch what is missing if allowed."""
+    """Make sure every file in ``rels`` is under ``root`` and verified; fetch what is missing if allowed.
+
+    A file is fetched from the course mirrors first (``$IRESNET_MINI_MIRRORS``, by its path under
+    the data root), then from the official sources: MNIST's mirrors, or the CIFAR-10 archive,
+    which is unpacked. Every file is md5-verified before it gets its name.
+    """
     missing = [rel for rel in rels if not _usable(rel, root, download)]
     from_tarball = [rel for rel in missing if rel.startswith("cifar10/")]
-    if from_tarball and (download or (root / CIFAR10_TARBALL).is_file()):
-        if not _usable(CIFAR10_TARBALL, root, download):
-            download_file(CIFAR10_URLS, root / CIFAR10_TARBALL, MD5[CIFAR10_TARBALL])
+    if from_tarball and (root / CIFAR10_TARBALL).is_file() and _usable(CIFAR10_TARBALL, root, download):
         _extract_cifar(root / CIFAR10_TARBALL, root, from_tarball)
         missing = [rel for rel in missing if rel not in from_tarball]
+    if missing and not download:
+        raise MissingDataError(_missing_message(missing[0], root))
+    mirrors = course_mirrors()
+    cifar = []
     for rel in missing:
-        if not download:
-            raise MissingDataError(_missing_message(rel, root))
-        download_file([mirror + Path(rel).name for mirror in MNIST_MIRRORS], root / rel, MD5[rel])
+        in_archive = rel.startswith("cifar10/")  # officially only inside cifar-10-binary.tar.gz
+        if in_archive and not mirrors:
+            cifar.append(rel)
+            continue
+        official = [] if in_archive else [mirror + Path(rel).name for mirror in MNIST_MIRRORS]
+        try:
+            download_file([mirror + rel for mirror in mirrors] + official, root / rel, MD5[rel])
+        except DataError:
+            if not in_archive:
+                raise
+            cifar.append(rel)  # not on the course mirrors: from the official archive
+    if cifar:
+        if not _usable(CIFAR10_TARBALL, root, True):
+            download_file([mirror + CIFAR10_TARBALL for mirror in mirrors] + list(CIFAR10_URLS),
+                          root / CIFAR10_TARBALL, MD5[CIFAR10_TARBALL])
+        _extract_cifar(root / CIFAR10_TARBALL, root, cifar)
 
 
 # ----------------------------------------------------------------------------------------
@@ -300,9 +343,13 @@ def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
 
 
 def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
-               download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST ``split`` as images (N, 1, 28, 28) uint8 and labels (N,) int64."""
+               download: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST ``split`` as images (N, 1, 28, 28) uint8 and labels (N,) int64.
+
+    ``download=None`` follows :func:`allow_downloads` (off, unless a lesson turned it on).
+    """
     _check_split(split)
+    download = _download(download)
     root = data_root(root)
     rels = MNIST_FILES[split]
     _ensure(rels, root, download)
@@ -313,18 +360,20 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
 
 
 def load_cifar10(split: str = "train", root: str | os.PathLike | None = None,
-                 download: bool = False, allow_partial: bool = False
+                 download: bool | None = None, allow_partial: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 ``split`` as images (N, 3, 32, 32) uint8 and labels (N,) int64.
 
     ``allow_partial=True`` trains on whichever of the five training batches are present
-    (with a :class:`PartialDataWarning` saying how many images that is).
+    (with a :class:`PartialDataWarning` saying how many images that is), downloading only
+    when none is.
     """
     _check_split(split)
+    download = _download(download)
     root = data_root(root)
     rels = list(CIFAR10_FILES[split])
-    if split == "train" and not download and not (root / CIFAR10_TARBALL).is_file():
-        rels = _partial_train_batches(rels, root, allow_partial)
+    if split == "train" and (allow_partial or not download) and not (root / CIFAR10_TARBALL).is_file():
+        rels = _partial_train_batches(rels, root, allow_partial)  # allow_partial: what is there, no download
     _ensure(rels, root, download)
     parts = [read_cifar_batch(root / rel) for rel in rels]
     return _as_tensors(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
@@ -351,7 +400,7 @@ def _partial_train_batches(rels: list[str], root: Path, allow_partial: bool) -> 
 
 
 def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None,
-                 download: bool = False, allow_partial: bool = False
+                 download: bool | None = None, allow_partial: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``load_mnist`` or ``load_cifar10`` by name (``"mnist"`` or ``"cifar10"``)."""
     if name == "mnist":
