@@ -350,3 +350,197 @@ def check_probes_needed(answer, std_one_probe: float, target: float) -> bool:
                        "so halving it costs four times the work.",
                    "the std of the mean of m probes is std_1 / sqrt(m); solve std_1 / sqrt(m) <= target for the "
                    "smallest whole number m.")
+
+
+# --- implement it yourself: the algorithms themselves (notebooks 02-04) ------------------------------
+# Each check runs the learner's function and the package's own code on the same inputs (the same
+# matrix, start vector, probe and seed) and compares; the tests show that each rejects a planted slip.
+__all__ += ["check_power_iteration", "check_spectral_normalisation", "check_fixed_point_inverse",
+            "check_series_logdet", "check_roulette_weights", "check_flow_log_prob"]
+
+
+def _call(fn, *args):
+    """(result, None) or (None, a verdict already printed) for a learner's function."""
+    try:
+        result = fn(*args)
+    except NotImplementedError:
+        return None, not_answered(f"write the body of {getattr(fn, '__name__', 'your function')}")
+    except Exception as error:  # the learner's code: report, do not crash the notebook
+        return None, verdict(False, "", f"your function raised {type(error).__name__}: {error}")
+    if _is_placeholder(result):
+        return None, not_answered(f"write the body of {getattr(fn, '__name__', 'your function')} (it returns None)")
+    return result, None
+
+
+def _first(result):
+    return result[0] if isinstance(result, (tuple, list)) else result
+
+
+@answers("power_iteration")
+def check_power_iteration(power_iteration) -> bool:
+    """Ex. 02.4: power_iteration(W, u, n_steps) -> sigma_hat, against the package's on the same W and start u."""
+    from .lipschitz import LipschitzLinear
+
+    g = torch.Generator().manual_seed(7)
+    W = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    u0 = torch.randn(6, generator=g, dtype=torch.float64)
+    u0 = u0 / u0.norm()
+    layer = LipschitzLinear(4, 6, coeff=0.9, bias=False).double()
+    true_norm = float(torch.linalg.matrix_norm(W, ord=2))
+    for n_steps in (1, 3, 30):
+        with torch.no_grad():
+            layer.weight.copy_(W)
+        layer.u, layer.v = u0.clone(), torch.zeros(4, dtype=torch.float64)
+        expected = float(layer.power_iteration(n_steps))
+        result, failed = _call(power_iteration, W.clone(), u0.clone(), n_steps)
+        if result is None:
+            return failed
+        try:
+            sigma = float(_first(result))
+        except (TypeError, ValueError):
+            return verdict(False, "", f"return sigma_hat as a number (or first in a tuple), got {result!r}")
+        if not close_to(sigma, expected, rtol=1e-8):
+            return verdict(False, "", f"after {n_steps} step(s) the package has sigma_hat = {expected:.6f}, you "
+                                      f"{sigma:.6f}: per step v <- W^T u / ||W^T u||, then u <- W v / ||W v||, "
+                                      "and sigma_hat = u^T W v.")
+    return verdict(True, f"your estimate matches the package's step by step and approaches ||W||_2 = {true_norm:.4f} "
+                         "from below.", "")
+
+
+@answers("normalise")
+def check_spectral_normalisation(normalise) -> bool:
+    """Ex. 02.5: normalise(W, sigma_hat, c) -> W / max(1, sigma_hat / c), against the package's layer."""
+    from .lipschitz import LipschitzLinear
+
+    for scale in (3.0, 0.3):  # a weight above c, and one already below it
+        g = torch.Generator().manual_seed(11)
+        layer = LipschitzLinear(5, 5, coeff=0.9).double()
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(5, 5, generator=g, dtype=torch.float64))
+            layer.weight.mul_(scale / torch.linalg.matrix_norm(layer.weight, ord=2))
+        layer.train()
+        layer(torch.zeros(1, 5, dtype=torch.float64))
+        layer.power_iteration(100)
+        layer.eval()
+        with torch.no_grad():
+            expected = layer.normalized_weight()
+        sigma_hat = float((layer.u * (layer.weight @ layer.v)).sum())
+        result, failed = _call(normalise, layer.weight.detach().clone(), sigma_hat, 0.9)
+        if result is None:
+            return failed
+        if not isinstance(result, torch.Tensor) or result.shape != expected.shape:
+            return verdict(False, "", "return the rescaled weight: a tensor shaped like W.")
+        if not torch.allclose(result.to(expected.dtype), expected, rtol=1e-8, atol=1e-12):
+            what = "above" if scale > 0.9 else "below"
+            return verdict(False, "", f"for a weight whose norm is {what} c the package gives another matrix: "
+                                      "divide by max(1, sigma_hat / c), so that a weight already below c is left "
+                                      "as it is.")
+    return verdict(True, "a weight above c is scaled down to norm c; one below c is left alone, as in the package.", "")
+
+
+@answers("inverse")
+def check_fixed_point_inverse(inverse) -> bool:
+    """Ex. 02.6: inverse(g, y, atol, max_iter) -> (x, iterations) with the package's stopping rule (Alg. 1)."""
+    from .blocks import fixed_point_inverse
+    from .invertibility import tight_branch
+
+    torch.manual_seed(3)
+    branch = tight_branch(4, 0.8, spectral_norm=False)
+    y = torch.randn(16, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with torch.no_grad():
+        x_ref, history = fixed_point_inverse(branch, y, max_iter=500, atol=1e-10)
+        result, failed = _call(inverse, branch, y.clone(), 1e-10, 500)
+    if result is None:
+        return failed
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        return verdict(False, "", "return two things: the inverse x and the number of iterations it took.")
+    x, iterations = result
+    with torch.no_grad():
+        residual = float((x + branch(x) - y).abs().max()) if isinstance(x, torch.Tensor) else math.inf
+    if not residual <= 1e-9:
+        return verdict(False, "", f"F(x) misses y by {residual:.1e}: iterate x <- y - g(x) from x_0 = y.")
+    if abs(int(iterations) - len(history)) > 1:
+        return verdict(False, "", f"the package stops after {len(history)} iterations, you after {iterations}: stop as "
+                                  "soon as max |x_(k+1) - x_k| <= atol (start from x_0 = y).")
+    return verdict(True, f"x inverts the block to {residual:.0e} in {iterations} iterations, like the package "
+                         f"({len(history)}).", "")
+
+
+@answers("series_logdet")
+def check_series_logdet(series_logdet) -> bool:
+    """Ex. 03.4: series_logdet(g, x, v, n_terms) by vector-Jacobian products, against power_series_logdet."""
+    from .logdet import draw_probe, power_series_logdet
+    from .lipschitz import LipschitzLinear
+
+    torch.manual_seed(5)
+    branch = torch.nn.Sequential(LipschitzLinear(5, 8, coeff=0.8), torch.nn.ELU(),
+                                 LipschitzLinear(8, 5, coeff=0.8)).double()
+    branch.train()
+    branch(torch.zeros(1, 5, dtype=torch.float64))
+    for layer in (branch[0], branch[2]):
+        layer.power_iteration(50)
+    branch.eval()
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for n_terms in (1, 4):
+        v = draw_probe(x, "gaussian", torch.Generator().manual_seed(9))
+        with torch.no_grad():
+            expected = power_series_logdet(branch, x, n_terms=n_terms, generator=torch.Generator().manual_seed(9))
+        result, failed = _call(series_logdet, branch, x.clone(), v, n_terms)
+        if result is None:
+            return failed
+        result = torch.as_tensor(result.detach() if isinstance(result, torch.Tensor) else result, dtype=torch.float64)
+        if result.shape != expected.shape or not torch.allclose(result, expected, rtol=1e-8, atol=1e-10):
+            return verdict(False, "", f"with {n_terms} term(s) the package's estimate differs: term k is "
+                                      "(-1)^(k+1) / k * v^T J^k v, where w <- w^T J is one vector-Jacobian product "
+                                      "(torch.autograd.grad(g(x), x, w)); one value per sample.")
+    return verdict(True, "your estimator agrees with power_series_logdet on the same probe.", "")
+
+
+@answers("roulette_weights")
+def check_roulette_weights(roulette_weights) -> bool:
+    """Ex. 03.5: roulette_weights(n_exact, n_extra, p) -> the weight of every computed term; unbiased in the mean."""
+    for n_exact, n_extra, p in ((2, 0, 0.5), (2, 3, 0.5), (1, 5, 0.25)):
+        expected = [1.0] * n_exact + [1.0 / (1.0 - p) ** m for m in range(1, n_extra + 1)]
+        result, failed = _call(roulette_weights, n_exact, n_extra, p)
+        if result is None:
+            return failed
+        try:
+            weights = [float(w) for w in result]
+        except (TypeError, ValueError):
+            return verdict(False, "", "return a list of numbers, one weight per computed term.")
+        if len(weights) != len(expected) or not all(close_to(w, e, rtol=1e-9) for w, e in zip(weights, expected)):
+            return verdict(False, "", f"for n_exact = {n_exact}, N = {n_extra}, p = {p} the weights should be "
+                                      f"{[round(e, 4) for e in expected]}: term n_exact + m is divided by P(N >= m) = "
+                                      "(1 - p)^m, the chance that it is computed at all.")
+    # unbiased: the expectation over N ~ Geometric(p) of the reweighted series is the whole series
+    L, p = 0.6, 0.5
+    mean = sum(p * (1 - p) ** n * sum(w * (-1) ** (k + 1) * L ** k / k
+                                      for k, w in enumerate(roulette_weights(1, n, p), start=1)) for n in range(200))
+    return verdict(close_to(mean, math.log1p(L), rtol=1e-8),
+                   f"the expected value over N is {mean:.8f} = ln(1 + {L}): unbiased.",
+                   f"averaged over N the reweighted series gives {mean:.6f}, not ln(1 + {L}) = {math.log1p(L):.6f}.")
+
+
+@answers("log_prob")
+def check_flow_log_prob(log_prob) -> bool:
+    """Ex. 04.4: log_prob(flow, x) by change of variables, against toyflows.exact_log_prob on the same flow."""
+    from .toyflows import exact_log_prob, iresnet_flow
+
+    torch.manual_seed(4)
+    flow = iresnet_flow(n_blocks=2, hidden=8).double()
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    flow.train()
+    with torch.no_grad():
+        flow(x)  # ActNorm's data-dependent initialisation
+    flow.eval()
+    with torch.no_grad():
+        expected = exact_log_prob(flow, x)
+    result, failed = _call(log_prob, flow, x.clone())
+    if result is None:
+        return failed
+    result = torch.as_tensor(result.detach() if isinstance(result, torch.Tensor) else result, dtype=torch.float64)
+    ok = result.shape == expected.shape and bool(torch.allclose(result, expected, rtol=1e-8, atol=1e-10))
+    return verdict(ok, "log p(x) = log N(z; 0, I) + the sum of the layers' log-determinants, as the package computes it.",
+                   "go through flow.layers: an ActNorm layer returns (y, logdet) when called; a residual layer "
+                   "gives g(x) and J_g(x) by toyflows.mlp_jacobian(layer.block.branch, x), and its log-det is "
+                   "toyflows.log_det_identity_plus(J); add flow.base.log_prob(z) of the final z.")

@@ -24,7 +24,7 @@ from .files import write_atomically
 
 __all__ = [
     "IRESNET_PAPER", "RESIDUAL_FLOWS_PAPER", "PaperTable", "TABLE2", "TABLE4", "RESIDUAL_FLOWS_BITS",
-    "NOTES", "paper_error", "paper_bits_per_dim", "bits_per_dim_references", "Target", "TARGETS", "Result",
+    "TABLE1", "TABLE1_PROPERTIES", "RESIDUAL_FLOWS_TABLE1_ROW", "NOTES", "paper_error", "paper_bits_per_dim", "bits_per_dim_references", "Target", "TARGETS", "Result",
     "RESULTS", "STEP_PROFILE", "readme_blocks", "update_readme", "main",
 ]
 
@@ -57,6 +57,21 @@ TABLE2 = PaperTable(
         "cifar100": {"ResNet-164": 24.30, "vanilla": 23.97, "c=0.9": 24.58, "c=0.8": 24.99, "c=0.7": 25.99,
                      "c=0.6": 27.30, "c=0.5": 29.45},
     })
+
+# Table 1 of the i-ResNet paper: where i-ResNets sit among flows (True = yes, False = no, None = not applicable).
+# The Residual Flow row is not in that table: it is what Chen et al. (2019) changed (an unbiased estimator).
+TABLE1_PROPERTIES = ("free-form", "analytic forward", "analytic inverse", "non-volume preserving",
+                     "exact likelihood", "unbiased log-det estimator")
+TABLE1 = PaperTable(
+    source=IRESNET_PAPER, where="Table 1", what="properties of flow-based models",
+    rows={
+        "NICE / i-RevNet": dict(zip(TABLE1_PROPERTIES, (False, True, True, False, True, None))),
+        "Real NVP / Glow": dict(zip(TABLE1_PROPERTIES, (False, True, True, True, True, None))),
+        "FFJORD": dict(zip(TABLE1_PROPERTIES, (True, False, False, True, False, True))),
+        "i-ResNet": dict(zip(TABLE1_PROPERTIES, (True, True, False, True, False, False))),
+    })
+RESIDUAL_FLOWS_TABLE1_ROW = ("Residual Flow (Chen et al. 2019)",
+                             dict(zip(TABLE1_PROPERTIES, (True, True, False, True, False, True))))
 
 # The i-ResNet paper's Table 4 compares it with the flows before it; Residual Flows came later.
 TABLE4 = PaperTable(

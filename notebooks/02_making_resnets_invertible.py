@@ -98,10 +98,10 @@ for ax, L in zip(axes, (0.7, 1.5)):
 # i-ResNet rescales each weight after every update,
 # $$W \leftarrow \frac{W}{\max(1,\ \hat\sigma / c)},$$
 # so that its norm is at most $c$, where $\hat\sigma$ estimates $\|W\|_2$ by **power iteration**: starting from a random
-# unit vector $v$, repeat
-# $$u \leftarrow \frac{W v}{\|W v\|}, \qquad v \leftarrow \frac{W^\top u}{\|W^\top u\|}, \qquad \hat\sigma = u^\top W v.$$
-# Two facts matter. First, $\hat\sigma = \|W v\| \le \|W\|_2$ for any unit $v$: the estimate is a **lower bound** and
-# approaches the truth from below, at a rate set by the gap between the two largest singular values. Second, in
+# unit vector $u$, repeat
+# $$v \leftarrow \frac{W^\top u}{\|W^\top u\|}, \qquad u \leftarrow \frac{W v}{\|W v\|}, \qquad \hat\sigma = u^\top W v = \|W v\|$$
+# (the order the package uses). Two facts matter. First, $\hat\sigma = \|W v\| \le \|W\|_2$ for any unit $v$: the
+# estimate is a **lower bound** and approaches the truth from below, at a rate set by the gap between the two largest singular values. Second, in
 # training only one step is taken per weight update (the vectors $u, v$ persist between steps), so the estimate
 # can lag behind the weights.
 #
@@ -140,7 +140,71 @@ for n in (0, 1, 2, 3, 5, 10, 30):
 # %% [markdown]
 # The remedy is cheap: before trusting a trained model, run the power iteration to convergence
 # (`lipschitz.certify`) and compare the certified norms with $c$.
+
+# %% [markdown]
+# ### Implement it yourself: power iteration and spectral normalisation
 #
+# Write the power iteration for a dense matrix $W$: from the unit vector `u`, take `n_steps` steps
+# $v \leftarrow W^\top u / \|W^\top u\|$, $u \leftarrow W v / \|W v\|$, and return $\hat\sigma = u^\top W v$.
+# `exercises.check_power_iteration` runs yours and the package's on the same $W$ and start, after 1, 3 and 30 steps.
+
+# %% tags=["exercise"]
+def power_iteration(W, u, n_steps):
+    ...  # your code: n_steps steps from the unit vector u, then return sigma_hat
+
+
+exercises.check_power_iteration(power_iteration)
+
+
+# %% [markdown] tags=["solution"]
+# **Solution.** Two matrix-vector products and two normalisations per step, the estimate at the end.
+
+# %% tags=["solution"]
+def power_iteration(W, u, n_steps):
+    for _ in range(n_steps):
+        v = W.T @ u
+        v = v / v.norm()
+        u = W @ v
+        u = u / u.norm()
+    return float(u @ (W @ v))
+
+
+exercises.check_power_iteration(power_iteration)
+
+
+# %% [markdown]
+# Then the rescaling with coefficient $c$: given $W$ and its estimate $\hat\sigma$, return $W / \max(1, \hat\sigma / c)$.
+
+# %% tags=["exercise"]
+def normalise(W, sigma_hat, c):
+    ...  # your code: the rescaled weight
+
+
+exercises.check_spectral_normalisation(normalise)
+
+
+# %% [markdown] tags=["solution"]
+# **Solution.** Divide by $\hat\sigma / c$ only when it exceeds 1: dividing always would *inflate* a weight whose norm
+# is already below $c$ up to $c$, changing what the network computes for no reason.
+
+# %% tags=["solution"]
+def normalise(W, sigma_hat, c):
+    return W / max(1.0, sigma_hat / c)
+
+
+exercises.check_spectral_normalisation(normalise)
+
+# %% [markdown]
+# The package's layers do exactly this, in a few lines that `LipschitzLinear` and `LipschitzConv2d` share (for a
+# convolution, $W$ and $W^\top$ are `conv2d` and `conv_transpose2d` on an input-shaped vector):
+
+# %%
+import inspect
+
+print(inspect.getsource(lipschitz._SpectralNormMixin.power_iteration))
+print(inspect.getsource(lipschitz._SpectralNormMixin.normalized_weight))
+
+# %% [markdown]
 # ## 3. Convolutions: the operator norm is not the reshaped-kernel norm
 #
 # A convolution is a linear map on whole images, of shape $C \times H \times W$; its spectral norm is that of the (huge,
@@ -218,6 +282,45 @@ for L in (0.5, 0.9, 0.99):
     guaranteed = invertibility.banach_iterations(L, 1e-10, first_step)
     print(f"Lip(g) = {L}: fixed point {counts['fixed_point']:4d} iterations, Anderson {counts['anderson']:3d}; "
           f"Banach guarantees 1e-10 after {guaranteed}")
+
+# %% [markdown]
+# ### Implement it yourself: the inverse with a stopping rule
+#
+# Write Alg. 1 with a stopping rule: start from $x_0 = y$, iterate $x_{k+1} = y - g(x_k)$, and stop as soon as
+# $\max |x_{k+1} - x_k| \le$ `atol` (or after `max_iter` steps); return $x$ and the number of iterations. The check
+# compares with the package's `blocks.fixed_point_inverse` on a block with $\mathrm{Lip}(g) = 0.8$.
+
+# %% tags=["exercise"]
+def inverse(g, y, atol, max_iter):
+    ...  # your code: return x, iterations
+
+
+exercises.check_fixed_point_inverse(inverse)
+
+
+# %% [markdown] tags=["solution"]
+# **Solution.** The step $\max|x_{k+1} - x_k| = \max|y - F(x_k)|$ is the residual of the previous iterate, so it is
+# also the right stopping test; Banach's bound turns it into an error bound, $L / (1 - L)$ times the step.
+
+# %% tags=["solution"]
+def inverse(g, y, atol, max_iter):
+    x = y.clone()
+    for k in range(1, max_iter + 1):
+        x_next = y - g(x)
+        step = float((x_next - x).abs().max())
+        x = x_next
+        if step <= atol:
+            return x, k
+    return x, max_iter
+
+
+exercises.check_fixed_point_inverse(inverse)
+
+# %% [markdown]
+# The package's loop (`InvertibleResidualBlock.inverse` adds the warning when it does not converge):
+
+# %%
+print(inspect.getsource(blocks.fixed_point_inverse))
 
 # %% [markdown]
 # ## 5. The bi-Lipschitz bounds

@@ -142,6 +142,48 @@ for name, p in probes.items():
           f"(theory {theory:.3f})")
 
 # %% [markdown]
+# ### Implement it yourself: the truncated series by vector-Jacobian products
+#
+# Write `series_logdet(g, x, v, n_terms)`: for one probe `v` (shaped like `x`), the estimate
+# $\sum_{k=1}^{n} \frac{(-1)^{k+1}}{k}\, v^\top J_g^k v$ per sample, where each $w^\top \leftarrow w^\top J_g$ is one
+# vector-Jacobian product, `torch.autograd.grad(g(x), x, w, retain_graph=True)`. The check gives yours and
+# `logdet.power_series_logdet` the same probe.
+
+# %% tags=["exercise"]
+def series_logdet(g, x, v, n_terms):
+    ...  # your code: one value per sample
+
+
+exercises.check_series_logdet(series_logdet)
+
+
+# %% [markdown] tags=["solution"]
+# **Solution.** One forward pass, then $n$ backward passes through the same graph; $v^\top J^k v$ is the sum of
+# $(v^\top J^k) \odot v$ over each sample's entries.
+
+# %% tags=["solution"]
+def series_logdet(g, x, v, n_terms):
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        gx = g(x)
+        w, total = v, torch.zeros(x.shape[0], dtype=x.dtype)
+        for k in range(1, n_terms + 1):
+            (w,) = torch.autograd.grad(gx, x, w, retain_graph=True)  # w^T <- w^T J
+            total = total + (-1) ** (k + 1) / k * (w * v).flatten(1).sum(1)
+    return total.detach()
+
+
+exercises.check_series_logdet(series_logdet)
+
+# %% [markdown]
+# The package's estimators share this core (with more probes, weights for the roulette, and the Neumann gradient):
+
+# %%
+import inspect
+
+print(inspect.getsource(logdet._series))
+
+# %% [markdown]
 # ## 4. How many terms? The truncation bound (Thm. 3)
 #
 # Truncating after $n$ terms leaves the tail $\sum_{k>n}$. Since $|\mathrm{tr}(J^k)| \le \sum_i |\lambda_i|^k \le d\,L^k$
@@ -238,7 +280,41 @@ fig = plots.plot_roulette_vs_series(studies[c], roulettes[c], series_errors, ser
 # $p = 0.5$ rare long runs multiply small terms by large weights and produce errors many standard deviations out
 # (the long tail of the histogram). With $p = 0.2$ (6 terms on average) the tail is much lighter. For training, Residual Flows argue that an unbiased estimate of the log-likelihood (and of its
 # gradient) matters more than a small variance: a biased objective can be optimised into the bias.
+
+# %% [markdown]
+# ### Implement it yourself: the roulette's weights
 #
+# With $N$ extra terms drawn from a geometric distribution, $P(N \ge m) = (1 - p)^m$, the estimator computes terms
+# $1, \dots, n_{\text{exact}} + N$. Write `roulette_weights(n_exact, n_extra, p)`: the weight of each computed term that
+# makes the estimate unbiased. The check compares the weights, then averages your reweighted series over $N$ exactly.
+
+# %% tags=["exercise"]
+def roulette_weights(n_exact, n_extra, p):
+    ...  # your code: a list of n_exact + n_extra numbers
+
+
+exercises.check_roulette_weights(roulette_weights)
+
+
+# %% [markdown] tags=["solution"]
+# **Solution.** Term $n_{\text{exact}} + m$ is present with probability $P(N \ge m)$; dividing it by that probability
+# makes its expected contribution exactly the term itself.
+
+# %% tags=["solution"]
+def roulette_weights(n_exact, n_extra, p):
+    return [1.0] * n_exact + [1.0 / (1.0 - p) ** m for m in range(1, n_extra + 1)]
+
+
+exercises.check_roulette_weights(roulette_weights)
+
+# %% [markdown]
+# The package draws $N$ on the host and builds the same weights; its default $p$ keeps the variance finite for the
+# branch's Lipschitz bound (`logdet.roulette_p`):
+
+# %%
+print(inspect.getsource(logdet._roulette_weights))
+
+# %% [markdown]
 # ## 7. Cost: time, memory and the Neumann-series gradient
 #
 # Backpropagating through the estimator means backpropagating through all $n$ vector-Jacobian products: autograd keeps

@@ -83,8 +83,8 @@ print(f"{models.count_parameters(model):,} parameters; features of one 1x28x28 i
 # recipe is the shipped one with the changes in `size("nb05.recipe")` (full mode: all 60,000 images, 15 epochs).
 # Nothing trains unless you set `TRAIN_HERE = True` below.
 #
-# The shipped models are *short CPU runs* of the `cpu` preset: two passes over the 60,000 training images (938 steps
-# of 128 images), a few minutes each on one CPU core. The paper trained for 200 epochs on GPUs.
+# The shipped models are *short CPU runs* of the `cpu` preset: two passes over the 60,000 training images; the cell
+# prints each one's steps and training minutes from the manifest. The paper trained for 200 epochs on GPUs.
 
 # %%
 TRAIN_HERE = False  # True: train the six classifiers of RECIPE in this notebook (full mode: about an hour on a GPU)
@@ -95,7 +95,7 @@ loaded = {label: pretrained.load_or_train(name, train_now=TRAIN_HERE, run_dir=RU
 for label, (_, _, info) in loaded.items():
     m = info["metrics"]
     print(f"{label:8s} ({info['source']}) test error {m['test_error_percent']:.2f}% on {m['test_images']:,} images, "
-          f"{m['epochs']} epoch(s) in {m['train_seconds'] / 60:.1f} min\n    {info['command']}")
+          f"{m['epochs']} epoch(s), {m['steps']:,} steps in {m['train_seconds'] / 60:.1f} min\n    {info['command']}")
 if any("not_trained" in info for _, _, info in loaded.values()):
     print(f"These are the shipped checkpoints, not the recipe asked for ({RECIPE}): TRAIN_HERE = True trains it.")
 
@@ -141,8 +141,9 @@ plots.plot_table2(rows, DATASET);
 # $$x_0 = y, \qquad x_{k+1} = y - g(x_k),$$
 # which by Banach's theorem converges geometrically when $L = \mathrm{Lip}(g) < 1$:
 # $\|x - x_k\| \le \frac{L^k}{1 - L}\,\|x_1 - x_0\|$. For the vanilla network nothing bounds $L$: the iteration may
-# converge, wander, or blow up. The paper's Fig. 3 shows reconstructions of a fully trained vanilla network that
-# fail completely.
+# converge, wander, or blow up. The paper's Fig. 3 shows this on **CIFAR-10** (notebook 06): there the
+# reconstructions of a fully trained vanilla network fail. Nothing decides in advance what happens on MNIST: whether a
+# vanilla network's inverse converges depends on what training made of its branches, which the figure below measures.
 
 # %%
 plots.plot_reconstructions([RESULTS["c=0.9"], RESULTS["c=0.5"], RESULTS["vanilla"]]);

@@ -82,3 +82,13 @@ def test_the_readme_command_checks_without_writing():
     result = subprocess.run([sys.executable, "-m", "iresnet_mini.facts", "readme", "--check"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_table1_places_the_i_resnet_and_credits_residual_flows_separately():
+    i_resnet = facts.TABLE1.rows["i-ResNet"]
+    assert i_resnet["free-form"] and i_resnet["analytic forward"] and not i_resnet["analytic inverse"]
+    assert not i_resnet["exact likelihood"] and i_resnet["unbiased log-det estimator"] is False
+    assert facts.TABLE1.rows["Real NVP / Glow"]["analytic inverse"] and not facts.TABLE1.rows["FFJORD"]["analytic forward"]
+    name, row = facts.RESIDUAL_FLOWS_TABLE1_ROW
+    assert "Chen et al." in name and row["unbiased log-det estimator"] and name not in facts.TABLE1.rows
+    assert all(set(r) == set(facts.TABLE1_PROPERTIES) for r in [*facts.TABLE1.rows.values(), row])
