@@ -110,7 +110,21 @@ fig = plots.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
 #
 # **Think!** In 1D, what is the smallest slope a stack of $T$ blocks with $\mathrm{Lip}(g_t) \le c$ can have?
 # (That is exercise 1 below.)
+
+# %% [markdown]
+# **Think!** The i-ResNet's map is nearly flat on the negative half-line. Is a nearly flat map still invertible, and
+# what would inverting it do to a small error in its output?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
 #
+# It is invertible: every block is strictly increasing ($F_t' \ge 1 - c > 0$), so the whole map is. But its inverse is
+# steep where the map is flat: one block's inverse is at most $1/(1-c)$-Lipschitz, a stack of $T$ blocks at most
+# $(1-c)^{-T}$, which for $c = 0.9$ and $T = 6$ is $10^6$. An error of $10^{-7}$ in the output can then move the
+# reconstructed input by $0.1$: squeezing is allowed, but it makes inversion ill-conditioned where it happens.
+# </details>
+
+# %% [markdown]
 # ## 3. Measuring crossings and folds
 #
 # Pictures can mislead, so we count:
@@ -170,7 +184,21 @@ print(f"Thm. 1 guarantees min det >= (1 - c)^d = {(1 - C) ** 2:.4g} for the i-Re
 # Typically one layer of the ResNet folds about half of the plane along a crease, and others turn the whole plane
 # over (a reflection, $\det < 0$ everywhere), which a later layer undoes. None of this is available to the i-ResNet:
 # every one of its layers has $\det(I + J_{g_t}) \ge (1 - c)^2$ everywhere.
+
+# %% [markdown]
+# **Think!** The plain ResNet folds where some layer has $\det(I + J_g) \le 0$. If every layer had a positive
+# determinant everywhere, would the network have to be one-to-one?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
 #
+# No. A positive Jacobian determinant everywhere makes a map invertible *locally* (around each point), not globally:
+# in 2D, $(r, \theta) \mapsto (r, 2\theta)$ on an annulus has a positive determinant and still sends two points to one.
+# The i-ResNet's guarantee comes from $\mathrm{Lip}(g) < 1$ (the Banach argument of notebook 02 gives a unique
+# preimage of every $y$); $\det(I + J_g) > 0$ is a consequence of it, not its cause.
+# </details>
+
+# %% [markdown]
 # ## Try it: the Lipschitz coefficient, depth and the task
 #
 # Train (or load from the cache) a model for each setting and measure it. Moving $c$ trains a new i-ResNet
@@ -193,6 +221,21 @@ demo = widgets.interactive_figure(
     task=ipywidgets.Dropdown(options=["abs", "reverse", "fold", "reflect"], value="abs", description="task"),
 )
 demo
+
+# %% [markdown]
+# <details><summary>Answers</summary>
+#
+# - No: with the constraint, crossings and the fold fraction stay 0 for every $c$, depth and task. In 1D each block has
+#   $F_t'(x) \ge 1 - c > 0$; in 2D $\det(I + J_{g_t}) \ge (1 - c)^2 > 0$ (Thm. 1). Here $c$ bounds each block's
+#   $\mathrm{Lip}(g_t)$ (`dynamics.residual_stack` gives each of its two layers $\sqrt{c}$).
+# - `reverse` needs every pair of points to swap, so the ResNet's trajectories cross for every pair of grid points at
+#   least once. An increasing map cannot follow a decreasing target: its best fit is the constant $0$, with mean squared
+#   error $\mathbb{E}[x^2] = 4/3$ for $x$ uniform on $[-2, 2]$, and the i-ResNet squeezes towards it.
+# - `reflect` is a bijection, but it turns the plane over: $\det J = -1 < 0$. An i-ResNet's $\det J_F$ is a product of
+#   positive factors $\det(I + J_{g_t})$, so it preserves orientation and can only squash $x_1$ towards 0.
+# - Yes, coarsely: one unconstrained block can fold, since $x + g(x) = |x|$ only needs $g(x) = -2x$ for $x < 0$, a slope
+#   of $-2$, which nothing forbids without the constraint ($\mathrm{Lip}(g) = 2 > 1$).
+# </details>
 
 # %% [markdown]
 # ## Exercises

@@ -205,6 +205,19 @@ print(inspect.getsource(lipschitz._SpectralNormMixin.power_iteration))
 print(inspect.getsource(lipschitz._SpectralNormMixin.normalized_weight))
 
 # %% [markdown]
+# **Think!** The power iteration approaches $\|W\|_2$ from below. Why is a *lower* bound the dangerous direction for
+# spectral normalisation?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
+#
+# The layer divides by $\max(1, \hat\sigma / c)$. With $\hat\sigma < \|W\|_2$ it divides too little, so the
+# normalised weight has norm $c\,\|W\|_2 / \hat\sigma > c$: the bound the guarantee rests on is broken, silently. An
+# upper bound would only make the network more cautious than needed. Hence the certificate: run the power iteration to
+# convergence after training and compare with $c$ (section 2 above, `lipschitz.certify`).
+# </details>
+
+# %% [markdown]
 # ## 3. Convolutions: the operator norm is not the reshaped-kernel norm
 #
 # A convolution is a linear map on whole images, of shape $C \times H \times W$; its spectral norm is that of the (huge,
@@ -323,6 +336,19 @@ exercises.check_fixed_point_inverse(inverse)
 print(inspect.getsource(blocks.fixed_point_inverse))
 
 # %% [markdown]
+# **Think!** Plain fixed-point iteration gains a factor $L$ per step. Why does Anderson acceleration help most when
+# $L$ is close to 1?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
+#
+# Plain iteration needs about $\ln(\text{tol}) / \ln L$ steps: 131 for $L = 0.9$ and $10^{-6}$, but 1,375 for
+# $L = 0.99$. Anderson combines the last $m$ iterates so as to cancel their residuals, like a Krylov method on the
+# linearised problem; its rate depends on how the residuals are spread over directions rather than on the slowest one
+# alone, so it gains most exactly where plain iteration crawls (see the benchmark line in the README).
+# </details>
+
+# %% [markdown]
 # ## 5. The bi-Lipschitz bounds
 #
 # $F = \mathrm{id} + g$ cannot stretch or squeeze distances arbitrarily. By the triangle inequality,
@@ -374,6 +400,18 @@ demo = widgets.interactive_figure(
     fixed_point_iterations=widgets.int_slider(40, 5, 100, description="fixed-point iterations"),
 )
 demo
+
+# %% [markdown]
+# <details><summary>Answers</summary>
+#
+# - The tight branch attains its bound, so the observed reduction per iteration is about $c$ itself, and the error
+#   curve runs just under Banach's bound $c^k / (1 - c)\,\|x_1 - x_0\|$.
+# - With 0 or 1 power iterations $\hat\sigma$ is still well below the weights' true norm, so the rescaling is too weak:
+#   the readout's true $\mathrm{Lip}(g)$ lies above $c$, and once it passes 1 the error grows instead of shrinking. After
+#   a few more steps $\hat\sigma$ catches up and the rate returns to $c$.
+# - Past 1 there is no contraction: for this branch the error grows by about $c$ per iteration, and more iterations
+#   only make it worse. (Whether such a block is invertible at all is no longer guaranteed.)
+# </details>
 
 # %% [markdown]
 # ## Exercises

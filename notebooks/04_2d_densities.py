@@ -233,6 +233,18 @@ display(Markdown("\n".join(lines)))
 print(facts.TABLE1.caption())
 
 # %% [markdown]
+# **Think!** Neither flow puts zero density between the 8 gaussians: thin bridges remain. Why can no flow avoid them?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
+#
+# A flow's density is $p(x) = \mathcal N(F(x); 0, I)\,|\det J_F(x)|$, positive wherever $F$ is defined, and $F$ maps the
+# connected plane onto the connected plane continuously. The Gaussian's mass cannot be cut into eight separate pieces by
+# a continuous bijection; it can only be stretched very thin between them. Better flows make the bridges thinner, none
+# removes them.
+# </details>
+
+# %% [markdown]
 # ## 5. Training with the paper's estimator, evaluating exactly
 #
 # The paper trains with the **truncated power series** (5 terms, one Hutchinson probe: biased); Residual Flows with
@@ -264,6 +276,18 @@ with torch.no_grad():
     nll_reference = float(-flow.log_prob(x_test).mean())
     nll_forward = float(-toyflows.exact_log_prob(flow, x_test).mean())
 print(f"NLL on 1000 test points: set_estimator('exact') {nll_reference:.6f}, exact_log_prob {nll_forward:.6f}")
+
+# %% [markdown]
+# **Think!** In 2D the exact log-determinant is cheaper than the paper's estimator. When does that stop being true?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
+#
+# The exact value needs all $d$ columns of $J_g$ (here $d$ forward-mode tangents) and a $d \times d$ determinant, so its
+# cost grows like $d$ passes plus $d^3$; the estimator needs $n$ vector-Jacobian products per probe, whatever $d$ is. Once
+# $d$ exceeds the number of products the estimator uses (a few, times the probes), the estimator wins, and for an image
+# block with $d$ in the thousands the exact Jacobian is out of reach (notebooks 03 and 07).
+# </details>
 
 # %% [markdown]
 # ## 6. Against the clock
@@ -298,6 +322,16 @@ widgets.interactive_figure(functools.partial(plots.draw_toy_flow, cache), height
                            dataset=ipywidgets.Dropdown(options=DATASETS, value="8gaussians", description="data set"),
                            c=widgets.c_slider(value=0.9, min=0.3, max=0.98, step=0.02))
 
+
+# %% [markdown]
+# <details><summary>Answers</summary>
+#
+# - The test NLL rises as $c$ falls. Here $c$ bounds each of a branch's four layers, so $\mathrm{Lip}(g) \le c^4$: at
+#   $c = 0.98$ that is 0.92, at $c = 0.3$ only 0.008, and such blocks barely move points. A small $c$ hurts most on the
+#   data with the sharpest structure (8 gaussians, checkerboard), where the flow must concentrate its mass most.
+# - No: at small $c$ the flow is close to the affine map its ActNorms make, so it models one broad blob over all eight
+#   modes instead of separate peaks.
+# </details>
 
 # %% [markdown]
 # ## Exercises

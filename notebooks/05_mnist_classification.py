@@ -132,7 +132,21 @@ plots.plot_table2(rows, DATASET);
 # $c$ leaves each block only small moves to pull the classes apart. The vanilla network trails here; it was trained
 # with the same recipe, whose high learning rate was chosen for the i-ResNets (`train.TRAIN_PRESETS`), so read this
 # as "the constraint costs nothing here", not as "the constraint helps". Full mode (15 epochs) shows the longer run.
+
+# %% [markdown]
+# **Think!** Limiting every layer to a norm of $c = 0.5$ costs little accuracy on MNIST. How can a network whose every
+# block is a mild perturbation of the identity still classify well?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
 #
+# Mild changes compound over many blocks, and the head (BatchNorm, ReLU, pooling, a linear layer) is not constrained at
+# all: it can stretch whatever small differences the blocks create between classes. Classification needs the classes
+# to end up in different places, not a large Lipschitz constant; the constraint limits how fast the features may move,
+# not where they may go.
+# </details>
+
+# %% [markdown]
 # ## 4. Fig. 3: images from their features
 #
 # Given features $z$, the classifier is inverted block by block from the last: squeeze and ActNorm have closed-form
@@ -156,7 +170,21 @@ for label in ("c=0.9", "c=0.5", "vanilla"):
 # A smaller $c$ needs fewer iterations per block: the contraction factor is smaller. Whether the vanilla
 # network's inverse fails depends on how far training has pushed its branches beyond $\mathrm{Lip}(g) = 1$; the next
 # section measures exactly that.
+
+# %% [markdown]
+# **Think!** The i-ResNet's features keep every bit of the image: it is invertible. Doesn't a good classifier have to
+# throw information away?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
 #
+# It does, but only at the very end: the non-invertible head (global average pooling and the linear layer) discards
+# everything but the class scores. Up to the head nothing is lost, which is what makes Fig. 3 possible, and Table 2
+# shows that keeping the information until then costs little. (Whether invertible features are useful beyond
+# classification, e.g. for detecting unusual inputs, is a question the paper raises.)
+# </details>
+
+# %% [markdown]
 # ## 5. The certificate: every layer's norm against $c$
 #
 # Spectral normalisation divides each weight by a power-iteration *estimate* $\hat\sigma$, updated by one step per
@@ -188,6 +216,18 @@ print("true operator norms of three layers of the c=0.9 model (power iteration o
 # %%
 widgets.interactive_figure(partial(plots.draw_classifier, results=RESULTS), height="470px",
                            c=widgets.c_choice([(label.removeprefix("c="), label) for label in RESULTS], value="c=0.9"))
+
+# %% [markdown]
+# <details><summary>Answers</summary>
+#
+# - The readout shows each model's accuracy on the test images: the smallest $c$ is where accuracy drops first, and the
+#   vanilla network, trained with the i-ResNets' learning rate for the same two epochs, is not better than them.
+# - Nothing in training keeps the weights small, so they grow and every layer's estimate exceeds $c$; the normalisation
+#   then divides by $\hat\sigma / c$ exactly, and the normalised layer sits *at* $c$ (the certificate, section 5).
+# - The vanilla network's branch bound is the product of three unconstrained norms, far above 1 (the figure's bars):
+#   nothing guarantees its inverse. It may still converge when the branches are gentle where the data are, but that is
+#   luck, not a certificate.
+# </details>
 
 # %% [markdown]
 # ## 7. Train your own, and read its log

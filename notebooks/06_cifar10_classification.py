@@ -90,7 +90,20 @@ plots.plot_table2(rows, DATASET);
 # from convergence: their errors say how fast each network *starts* to learn, not where it ends (chance is 90%
 # error). The shipped vanilla network trails the i-ResNet; it was trained with the same recipe, whose high learning
 # rate was chosen for the i-ResNets, so its order says little. Full mode gives the comparable figures.
+
+# %% [markdown]
+# **Think!** In the paper's Table 2 the constraint costs more on CIFAR-10 than on MNIST, and more the smaller $c$ is.
+# Why would natural images suffer more than digits?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
 #
+# Separating CIFAR-10's classes takes larger, more varied changes of the features than separating digits, and each
+# block may only change them by a bounded amount ($\mathrm{Lip}(g) \le c^3$ for a three-layer branch). With a fixed
+# number of blocks a smaller $c$ leaves less room, and the error grows; on MNIST even little room is enough.
+# </details>
+
+# %% [markdown]
 # ## 3. Fig. 3 on colour images
 #
 # The same inversion as in notebook 05: features $\to$ each block by the fixed-point iteration $x_{k+1} = y - g(x_k)$,
@@ -116,6 +129,18 @@ plots.plot_layer_norms(RESULTS["c=0.9"]);
 plots.plot_layer_norms(RESULTS["vanilla"]);
 
 # %% [markdown]
+# **Think!** The certificate checks the *weights* (every layer's operator norm), not the images. Why is that enough,
+# and what about the images does it still need?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
+#
+# $\mathrm{Lip}(g) \le \prod_i \|W_i\|_2$ holds for every input, so a bound on the weights is a guarantee for all
+# images at once. What it needs from the images is their *size*: a convolution's operator norm depends on the spatial
+# size of its input (borders), so each layer is certified on the shape it actually sees, as notebook 02 showed.
+# </details>
+
+# %% [markdown]
 # ## 5. Try it
 #
 # Switch between the i-ResNet and the vanilla network: reconstructions of six test images, every layer's norm,
@@ -125,6 +150,14 @@ plots.plot_layer_norms(RESULTS["vanilla"]);
 # %%
 widgets.interactive_figure(partial(plots.draw_classifier, results=RESULTS), height="470px",
                            c=widgets.c_choice([(label.removeprefix("c="), label) for label in RESULTS], value="c=0.9"))
+
+# %% [markdown]
+# <details><summary>Answers</summary>
+#
+# - The i-ResNet: its certificate shows every layer at or below $c$ and its reconstructions converge to float precision;
+#   for the vanilla network nothing bounds the branches, and whether its inverse returns the image is not guaranteed (on
+#   fully trained CIFAR-10 networks the paper's Fig. 3 shows it failing).
+# </details>
 
 # %% [markdown]
 # ## 6. Train your own, and read its log

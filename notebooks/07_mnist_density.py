@@ -185,6 +185,18 @@ exercises.check_bits_per_dim(bits_answer, log_p, n_dims=784)
 # A positive $\log p$ (a density above 1 on $[0,1)^{784}$) gives fewer than 8 bits/dim.
 
 # %% [markdown]
+# **Think!** Every ActNorm and residual layer lowers the bits/dim by squeezing volume around the data. Could a flow keep
+# lowering them forever by squeezing harder?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
+#
+# Not on test data. The density integrates to 1, so mass piled near the training images is taken from everywhere
+# else; squeezing too tightly around the *training* images leaves unseen test images in thin regions, and their
+# bits/dim go up. That is why bits/dim are reported on the test set, and why training and test curves are both logged.
+# </details>
+
+# %% [markdown]
 # ## 4. Biased or unbiased? Three ways to get the log-determinants
 #
 # Every residual block contributes $\ln\det(I + J_g)$. Three ways to compute it (notebook 03):
@@ -225,6 +237,19 @@ estimator_choice = ipw.Dropdown(options=list(comparison.draws), value=list(compa
                                 description="estimator", style={"description_width": "initial"})
 widgets.interactive_figure(partial(plots.draw_density_estimator, comparison), height="400px",
                            estimator=estimator_choice)
+
+# %% [markdown]
+# **Think!** The course's test figures use the unbiased estimator, while the paper's training uses the truncated
+# series. Why does the estimator matter more for a figure you report than for training?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
+#
+# A reported bits/dim is compared across models and papers: a biased estimate shifts it by an amount that depends on the
+# model (how far its blocks' Jacobians are from the bound), so comparisons would be off by unknown amounts. The
+# unbiased estimate is right on average, and its variance averages out over 10,000 test images. In training a small
+# bias shifts the objective a little, which Residual Flows found to matter too, but less visibly.
+# </details>
 
 # %% [markdown]
 # ## 5. Sampling: invert the flow

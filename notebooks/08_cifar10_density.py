@@ -118,7 +118,20 @@ print(f"certificate of the shipped weights: largest layer norm {cert['max_effect
 # %% [markdown]
 # Samples of likelihood-trained flows are famously less crisp than those of GANs: colour blobs and textures with the
 # global layout of natural images. The likelihood rewards covering every test image, not sharp samples.
+
+# %% [markdown]
+# **Think!** Samples at temperature $T < 1$ (prior standard deviations times $T$) look smoother. What does lowering $T$
+# do to the distribution they come from?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
 #
+# It samples the latents from a narrower Gaussian, concentrated near each prior's mean, so the images come from the
+# high-density core of the model: smoother and more typical, but less varied, and no longer samples of the model's own
+# density (whose bits/dim are computed at $T = 1$). Glow and the paper's Fig. 5 use the same device.
+# </details>
+
+# %% [markdown]
 # ## 3. The log-det estimator on a trained block (Fig. 4)
 #
 # Notebook 03 measured bias and variance of the truncated series on blocks *built* to be hard: orthogonal layers, so
@@ -198,6 +211,18 @@ exercises.check_probes_needed(probes_answer, std_one, target=0.5)
 # %% [markdown] tags=["solution"]
 # Each probe costs $n$ vector-Jacobian products; in training the paper uses one probe and lets the average over a
 # batch (and over steps) do the rest.
+
+# %% [markdown]
+# **Think!** The trained blocks have $\|J_g(x)\|_2$ far below their bound. What does that mean for the number of series
+# terms and for the choice of $c$?
+
+# %% [markdown]
+# <details><summary>Discussion</summary>
+#
+# The truncation error falls like $\|J_g\|^n / n$, so with gentle Jacobians a few terms leave a bias far below the
+# probe's noise, fewer than Thm. 3 (which assumes the worst case $L = c$) asks for. And $c$ acts as a ceiling the
+# network rarely reaches: it guarantees invertibility everywhere, while training keeps most blocks well inside it.
+# </details>
 
 # %% [markdown]
 # ## Summary
