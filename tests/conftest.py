@@ -62,3 +62,13 @@ def tiny_classifier():
             model(torch.randn(16, *in_shape, generator=torch.Generator().manual_seed(0)))
         return model.eval()
     return make
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: small models gain nothing from more, and on a busy CPU two
+    threads stall each other. Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

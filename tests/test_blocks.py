@@ -1,5 +1,4 @@
 """The invertible residual block: Thm. 1 and the fixed-point inverse (Alg. 1)."""
-import warnings
 
 import pytest
 import torch

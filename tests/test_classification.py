@@ -8,12 +8,7 @@ import torch
 from iresnet_mini import classification, exercises, plots, widgets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
 
 
 X = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -96,11 +91,46 @@ def test_draw_classifier_readout_follows_the_choice(results):
 def test_classifier_figures_have_titles_and_labels(results):
     rows = classification.table2_rows(list(results.values()))
     history = [{"epoch": 1, "test_accuracy": 0.5, "train_loss": 1.0}, {"epoch": 2, "test_accuracy": 0.7, "train_loss": 0.6}]
-    for fig in (plots.plot_table2(rows, "mnist"), plots.plot_reconstructions(list(results.values()), n=4),
-                plots.plot_layer_norms(results["c=0.9"]), plots.plot_training_curves({"c=0.9": history})):
-        titled = [ax for ax in fig.get_axes() if ax.get_title()] or [fig]
-        assert titled
+    figures = {"table 2": plots.plot_table2(rows, "mnist"),
+               "reconstructions": plots.plot_reconstructions(list(results.values()), n=4),
+               "layer norms": plots.plot_layer_norms(results["c=0.9"]),
+               "training curves": plots.plot_training_curves({"c=0.9": history})}
+    for name, fig in figures.items():
+        assert _figure_problems(fig) == [], name
         plt.close(fig)
+
+
+def _figure_problems(fig) -> list[str]:
+    """What a reader would miss: a title for the figure, and axis labels on every plot that is not an image."""
+    problems = []
+    if not (fig._suptitle is not None and fig._suptitle.get_text()) and not any(ax.get_title() for ax in fig.axes):
+        problems.append("no title")
+    for i, ax in enumerate(fig.axes):
+        if ax.images or not ax.axison or not (ax.lines or ax.patches or ax.collections):
+            continue  # image panels and empty (legend or spacer) axes need no axis labels
+        named_ticks = any(not _is_number(t.get_text()) for t in ax.get_xticklabels())  # categories: their names
+        if not ax.get_xlabel() and not named_ticks:
+            problems.append(f"axes {i}: no x label")
+        if not ax.get_ylabel():
+            problems.append(f"axes {i}: no y label")
+    return problems
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace("\u2212", "-"))
+        return True
+    except ValueError:
+        return not text  # an empty label names nothing
+
+
+def test_the_figure_check_notices_a_missing_title_and_label():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    assert _figure_problems(fig) == ["no title", "axes 0: no x label", "axes 0: no y label"]
+    ax.set(title="t", xlabel="x", ylabel="y")
+    assert _figure_problems(fig) == []
+    plt.close(fig)
 
 
 def test_c_choice_carries_the_slider_class_and_refuses_none():

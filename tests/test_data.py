@@ -5,7 +5,6 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import tarfile
 import urllib.error
 import warnings

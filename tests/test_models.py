@@ -8,13 +8,7 @@ import torch
 from iresnet_mini import data, lipschitz, models, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these small models gain nothing from more, and a busy CPU makes them slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
 
 
 def _mnist_batch(n=32):

@@ -14,13 +14,7 @@ from iresnet_mini.blocks import conv_branch, mlp_branch
 from iresnet_mini.lipschitz import LipschitzConv2d, LipschitzLinear, certify, operator_norm, reshaped_kernel_norm
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tensors here are small: one thread is fastest, and two can stall each other on a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
 
 
 def sample(dim: int, n: int = 128, seed: int = 0) -> torch.Tensor:

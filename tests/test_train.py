@@ -10,13 +10,7 @@ from iresnet_mini import data, train
 FAST = dict(train_subset=256, test_subset=100, final_test_subset=100, batch_size=64, threads=1, init_batch=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and a busy CPU makes them slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
 
 
 def _config(task="classify", **overrides):
