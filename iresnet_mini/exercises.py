@@ -376,6 +376,16 @@ def _first(result):
     return result[0] if isinstance(result, (tuple, list)) else result
 
 
+def _matches(result, expected: torch.Tensor, rtol: float = 1e-8, atol: float = 1e-10) -> bool:
+    """Is a learner's tensor (or numbers) the package's ``expected``, shape and values?"""
+    try:
+        result = torch.as_tensor(result.detach() if isinstance(result, torch.Tensor) else result,
+                                 dtype=expected.dtype)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return result.shape == expected.shape and bool(torch.allclose(result, expected, rtol=rtol, atol=atol))
+
+
 @answers("power_iteration")
 def check_power_iteration(power_iteration) -> bool:
     """Ex. 02.4: power_iteration(W, u, n_steps) -> sigma_hat, against the package's on the same W and start u."""
@@ -430,7 +440,7 @@ def check_spectral_normalisation(normalise) -> bool:
             return failed
         if not isinstance(result, torch.Tensor) or result.shape != expected.shape:
             return verdict(False, "", "return the rescaled weight: a tensor shaped like W.")
-        if not torch.allclose(result.to(expected.dtype), expected, rtol=1e-8, atol=1e-12):
+        if not _matches(result, expected, atol=1e-12):
             what = "above" if scale > 0.9 else "below"
             return verdict(False, "", f"for a weight whose norm is {what} c the package gives another matrix: "
                                       "divide by max(1, sigma_hat / c), so that a weight already below c is left "
@@ -488,8 +498,7 @@ def check_series_logdet(series_logdet) -> bool:
         result, failed = _call(series_logdet, branch, x.clone(), v, n_terms)
         if result is None:
             return failed
-        result = torch.as_tensor(result.detach() if isinstance(result, torch.Tensor) else result, dtype=torch.float64)
-        if result.shape != expected.shape or not torch.allclose(result, expected, rtol=1e-8, atol=1e-10):
+        if not _matches(result, expected):
             return verdict(False, "", f"with {n_terms} term(s) the package's estimate differs: term k is "
                                       "(-1)^(k+1) / k * v^T J^k v, where w <- w^T J is one vector-Jacobian product "
                                       "(torch.autograd.grad(g(x), x, w)); one value per sample.")
@@ -538,9 +547,7 @@ def check_flow_log_prob(log_prob) -> bool:
     result, failed = _call(log_prob, flow, x.clone())
     if result is None:
         return failed
-    result = torch.as_tensor(result.detach() if isinstance(result, torch.Tensor) else result, dtype=torch.float64)
-    ok = result.shape == expected.shape and bool(torch.allclose(result, expected, rtol=1e-8, atol=1e-10))
-    return verdict(ok, "log p(x) = log N(z; 0, I) + the sum of the layers' log-determinants, as the package computes it.",
+    return verdict(_matches(result, expected), "log p(x) = log N(z; 0, I) + the sum of the layers' log-determinants, as the package computes it.",
                    "go through flow.layers: an ActNorm layer returns (y, logdet) when called; a residual layer "
                    "gives g(x) and J_g(x) by toyflows.mlp_jacobian(layer.block.branch, x), and its log-det is "
                    "toyflows.log_det_identity_plus(J); add flow.base.log_prob(z) of the final z.")

@@ -774,21 +774,26 @@ def _synthetic(config: TrainConfig):
     return dev, model, step_fn, make_optimizer(model, config), x, labels
 
 
-def estimate_run(config: TrainConfig, steps: int = 3) -> dict:
-    """The expected training time of a run on its device: a few timed steps (after one warm-up) on random
-    images, times the steps the run will take (or its time budget, if that ends it first)."""
-    dev, model, step_fn, optimizer, x, y = _synthetic(config)
+def _median_step_seconds(step_fn, optimizer, x, y, config: TrainConfig, dev, steps: int, warmup_steps: int) -> float:
+    """Median wall time of ``steps`` training steps on one batch, after ``warmup_steps`` (GPU work waited for)."""
     times = []
-    for i in range(steps + 1):
+    for i in range(warmup_steps + steps):
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         start = time.perf_counter()
         train_step(step_fn, optimizer, x, y, config, dev, config.lr)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        if i:
+        if i >= warmup_steps:
             times.append(time.perf_counter() - start)
-    per_step = sorted(times)[len(times) // 2]
+    return sorted(times)[len(times) // 2]
+
+
+def estimate_run(config: TrainConfig, steps: int = 3) -> dict:
+    """The expected training time of a run on its device: a few timed steps (after one warm-up) on random
+    images, times the steps the run will take (or its time budget, if that ends it first)."""
+    dev, model, step_fn, optimizer, x, y = _synthetic(config)
+    per_step = _median_step_seconds(step_fn, optimizer, x, y, config, dev, steps, warmup_steps=1)
     n_train = len(_data.load_dataset(config.dataset, "train", allow_partial=True)[1])
     if config.train_subset is not None:
         n_train = min(n_train, config.train_subset)
@@ -805,17 +810,7 @@ def bench_throughput(task: str, dataset: str, preset: str, batch_size: int, step
     """Training images per second of the preset's model and recipe, on random images of the data's shape."""
     config, dev, model, step_fn, optimizer, x, labels = synthetic_setup(task, dataset, preset, batch_size,
                                                                            device, **overrides)
-    times = []
-    for i in range(warmup_steps + steps):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        start = time.perf_counter()
-        train_step(step_fn, optimizer, x, labels, config, dev, config.lr)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        if i >= warmup_steps:
-            times.append(time.perf_counter() - start)
-    seconds = sorted(times)[len(times) // 2]
+    seconds = _median_step_seconds(step_fn, optimizer, x, labels, config, dev, steps, warmup_steps)
     return {"task": task, "dataset": dataset, "preset": preset, "batch_size": batch_size, "steps": steps,
             "seconds_per_step": seconds, "images_per_s": batch_size / seconds,
             "params": models.count_parameters(model), "device": str(dev), "threads": torch.get_num_threads(),
