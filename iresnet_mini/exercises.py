@@ -434,7 +434,7 @@ def check_spectral_normalisation(normalise) -> bool:
         layer.eval()
         with torch.no_grad():
             expected = layer.normalized_weight()
-        sigma_hat = float((layer.u * (layer.weight @ layer.v)).sum())
+        sigma_hat = float((layer.u * (layer.weight.detach() @ layer.v)).sum())
         result, failed = _call(normalise, layer.weight.detach().clone(), sigma_hat, 0.9)
         if result is None:
             return failed
