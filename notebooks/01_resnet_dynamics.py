@@ -288,6 +288,20 @@ states = dynamics.trajectory(plain, dynamics.grid_inputs(1, GRID))[..., 0]
 print(count_flips(states[0], states[1]), dynamics.count_crossings(states[:2]))
 
 # %% [markdown]
+# ## Going further
+#
+# Open problems, without a check: write your own code in new cells.
+#
+# 1. **LipSwish instead of ELU.** Residual Flows replaced ELU by LipSwish, $x\,\sigma(\beta x)/1.1$. Build the i-ResNet
+#    with `dynamics.residual_stack(1, DEPTH, coeff=C, activation="lipswish")`, train it with `dynamics.fit` and compare its
+#    error on `abs` with the ELU network's, and with the best any increasing map can do ($\approx 0.229$).
+# 2. **The paper's own Fig. 1 task.** Read the caption of the paper's Fig. 1 (which targets, at which depth) and
+#    reproduce it: a loss on `dynamics.trajectory`'s states rather than on the output alone.
+# 3. **What happens at $c = 1$?** `residual_stack` refuses `coeff=1`. Find a branch with $\mathrm{Lip}(g) = 1$ whose
+#    block $x + g(x)$ is not invertible (try $g(x) = -x$), and one whose block still is ($g(x) = x$). Which step of
+#    the argument for Thm. 1 needs $\mathrm{Lip}(g) < 1$ strictly?
+
+# %% [markdown]
 # ## Summary
 #
 # - A ResNet is a sequence of explicit Euler steps $x_{t+1} = x_t + g_t(x_t)$. The ODE it discretises has

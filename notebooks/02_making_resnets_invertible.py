@@ -473,6 +473,18 @@ exercises.check_conv_normalised(my_conv, factor, input_shape=(4, 16, 16), target
 # The norm is for *this* input size; on larger images it is slightly larger again (section 3).
 
 # %% [markdown]
+# ## Going further
+#
+# Open problems, without a check: write your own code in new cells.
+#
+# 1. **LipSwish.** Why is LipSwish divided by 1.1? Plot the derivative of $x\,\sigma(\beta x)$ for a few $\beta$, find its
+#    maximum, and check that `lipschitz.LipSwish` is 1-Lipschitz for every $\beta > 0$.
+# 2. **$c = 1$ in the inverse demo.** Move the widget's $c$ to exactly 1 with many power iterations: does the error still
+#    shrink? Relate what you see to Banach's bound, which gives nothing at $L = 1$.
+# 3. **Anderson with one iterate.** Write Anderson acceleration with $m = 2$ (a secant step) yourself and compare its
+#    iteration counts with `blocks.anderson_inverse` and with plain iteration at $L = 0.97$.
+
+# %% [markdown]
 # ## Summary
 #
 # - Inverting $y = x + g(x)$ is finding the fixed point of $T(x) = y - g(x)$. With $\mathrm{Lip}(g) = L < 1$, Banach's theorem

@@ -440,6 +440,19 @@ answer_3 = next(n for n in range(1, 100) if logdet.truncation_error_bound(0.5, 1
 exercises.check_terms_needed(answer_3, lipschitz=0.5, dim=10, tol=0.01)
 
 # %% [markdown]
+# ## Going further
+#
+# Open problems, without a check: write your own code in new cells.
+#
+# 1. **Rademacher probes.** Repeat the bias/variance study with `probe="rademacher"` and predict the ratio of the two
+#    probes' variances from `logdet_study.hutchinson_variance` before you measure it.
+# 2. **A Poisson roulette.** `logdet.roulette_p`'s docstring argues that a Poisson count has infinite variance. Draw a few
+#    thousand estimates with `distribution="poisson", p=2.0` at $c = 0.9$ and look at the histogram's tail and at how
+#    the sample standard deviation grows with the number of draws.
+# 3. **At $c = 1$.** With $J = -1$ in one dimension, $\ln\det(I + J) = \ln 0$. Write out the series' terms there and
+#    say why no number of terms (and no estimator) can work at $\mathrm{Lip}(g) = 1$.
+
+# %% [markdown]
 # ## Summary
 #
 # - For $\mathrm{Lip}(g) < 1$ every eigenvalue of $J_g$ lies inside the unit disk, so $\det(I + J_g) > 0$ and

@@ -393,6 +393,18 @@ answer_3 = np.log(32)
 exercises.check_checkerboard_entropy(answer_3)
 
 # %% [markdown]
+# ## Going further
+#
+# Open problems, without a check: write your own code in new cells.
+#
+# 1. **LipSwish flows.** Train `toyflows.iresnet_flow(activation="lipswish", ...)` on the checkerboard with the same steps
+#    as above and compare the test NLL with the ELU flow's.
+# 2. **The price of the iterative inverse.** Time `flow.sample` for both flows and count the fixed-point iterations
+#    each i-ResNet block needs (`block.last_inverse_info`); how does the count change with $c$?
+# 3. **Towards $c = 1$.** Train at $c = 0.99$ and at $c = 0.9$ (per layer, so $\mathrm{Lip}(g) \le c^4$): does the NLL
+#    improve, and what happens to the number of inverse iterations?
+
+# %% [markdown]
 # ## Summary
 #
 # - An i-ResNet flow is a stack of invertible residual blocks and ActNorms; change of variables gives its exact

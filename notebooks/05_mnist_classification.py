@@ -296,6 +296,18 @@ exercises.check_block_inverse(block, y_last, x_last)
 # reach float32 precision. `block.inverse(y_last)` does the same with a stopping rule.
 
 # %% [markdown]
+# ## Going further
+#
+# Open problems, without a check: write your own code in new cells.
+#
+# 1. **LipSwish.** Train the tiny classifier with `train.train(train.make_config("classify", "mnist", "tiny",
+#    model={"activation": "lipswish"}), "runs/lipswish")` and compare with the ELU one trained alike.
+# 2. **A fair vanilla baseline.** The shipped vanilla network used the i-ResNets' learning rate. Train it with
+#    `--lr 2e-3` as well: does it overtake the i-ResNets, and by how much?
+# 3. **At $c = 1$.** The trainer refuses `--coeff 1`. If every layer sat exactly at norm 1, what would the certificate
+#    report, and what would the reconstructions be able to promise?
+
+# %% [markdown]
 # ## Summary
 #
 # - An i-ResNet classifier is a bijective feature extractor (squeeze, injective padding, ActNorm, residual blocks with

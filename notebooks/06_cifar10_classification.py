@@ -221,6 +221,16 @@ exercises.check_confusion(true_class, predicted_class, predictions, y_test, data
 # with airplanes); the answer depends on your model.
 
 # %% [markdown]
+# ## Going further
+#
+# Open problems, without a check: write your own code in new cells.
+#
+# 1. **All of CIFAR-10.** Download the five training batches (`data.load_cifar10("train", download=True)`) and train
+#    the `cpu` preset on all 50,000 images for the same time: how much of the gap to the paper closes?
+# 2. **Where a vanilla reconstruction fails.** Invert the vanilla network in float64 (`model.double()`): is the failure
+#    numerical (rounding amplified by steep inverses) or does the iteration itself diverge?
+
+# %% [markdown]
 # ## Summary
 #
 # - The paper's CIFAR-10 i-ResNet ($c = 0.9$) is within 0.1 points of the same network without the constraint, and

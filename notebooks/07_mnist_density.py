@@ -303,6 +303,17 @@ for record in history[-3:]:
           f"test {record['test_bits_per_dim']:.3f} bits/dim on {record['test_images']:,} images")
 
 # %% [markdown]
+# ## Going further
+#
+# Open problems, without a check: write your own code in new cells.
+#
+# 1. **Train with the unbiased estimator.** Pass `model={"estimator": "unbiased", "estimator_kwargs": {"n_exact_terms": 2}}`
+#    to `train.make_config` and compare the cost per step and the test bits/dim after the same time with the series.
+# 2. **LipSwish.** Train the `tiny` density preset with `model={"activation": "lipswish"}` and compare.
+# 3. **Temperature.** Draw samples at temperatures 0.5, 0.7 and 1.0 and evaluate their own bits/dim under the model:
+#    what do colder samples gain and lose?
+
+# %% [markdown]
 # ## Summary
 #
 # - Dequantisation $x = (k+u)/256$ turns 8-bit images into a density problem; $-\log p(x) / (D\ln 2) + 8$ bits/dim is an

@@ -225,6 +225,16 @@ exercises.check_probes_needed(probes_answer, std_one, target=0.5)
 # </details>
 
 # %% [markdown]
+# ## Going further
+#
+# Open problems, without a check: write your own code in new cells.
+#
+# 1. **More probes or more terms?** For the trained block, find the cheapest combination of terms and probes that brings
+#    the estimator's error below 0.1 nats, counting vector-Jacobian products as the cost.
+# 2. **A larger crop.** Repeat the trained-block study on larger crops (`size("nb08.block_dim")`, full mode) and check
+#    whether $\|J_g\|$ and the bias change with the crop.
+
+# %% [markdown]
 # ## Summary
 #
 # - A short CPU run of the multi-scale i-ResNet flow is well above the paper's bits/dim on CIFAR-10 (Table 4), with
