@@ -23,7 +23,8 @@
 # - how fast the inverse converges, against Banach's bound $L^k/(1-L)\,\|x_1 - x_0\|$, and how Anderson acceleration helps;
 # - the bi-Lipschitz bounds $\mathrm{Lip}(F) \le 1 + L$ and $\mathrm{Lip}(F^{-1}) \le 1/(1 - L)$.
 #
-# **Time:** about 45 minutes. In quick mode (CPU) the notebook runs in well under a minute.
+# **Time:** about 55 minutes (with the implement-it-yourself exercises). In quick mode (CPU) the notebook runs in well
+# under a minute.
 
 # %%
 import torch

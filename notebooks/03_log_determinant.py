@@ -20,7 +20,8 @@
 # - the truncation bound (Thm. 3) and the bias/variance trade-off of the paper's Fig. 4, measured against the exact value;
 # - Residual Flows' unbiased **Russian-roulette** estimator, and the **Neumann-series gradient** that keeps memory constant.
 #
-# **Time:** about 45 minutes. In quick mode (CPU) the notebook runs in well under a minute.
+# **Time:** about 55 minutes (with the implement-it-yourself exercises). In quick mode (CPU) the notebook runs in well
+# under a minute.
 
 # %%
 import functools

@@ -25,7 +25,7 @@
 #   against the exact log-det;
 # - how to sample from an i-ResNet flow: draw $z \sim \mathcal N(0, I)$ and invert every block by fixed-point iteration.
 #
-# **Time:** about 40 minutes. In quick mode (CPU) the notebook runs in about a minute with tiny models and short
+# **Time:** about 50 minutes. In quick mode (CPU) the notebook runs in about a minute with tiny models and short
 # training; full mode (`IRESNET_MINI_MODE=full`) trains the real models in some minutes on a laptop CPU.
 
 # %%
