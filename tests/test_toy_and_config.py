@@ -112,3 +112,23 @@ def test_a_sizes_file_overrides_both_modes_and_refuses_unknown_names(tmp_path, m
     monkeypatch.setenv(config.SIZES_ENV_VAR, str(tmp_path / "missing.json"))
     with pytest.raises(ValueError, match="cannot read"):
         config.size("nb01.grid")
+
+
+def test_course_setup_prepares_a_lesson_in_one_call(capsys, monkeypatch):
+    from iresnet_mini import config, course, data
+
+    threads = torch.get_num_threads()
+    try:
+        device = course.setup(threads=1, mode="full", download=False)
+        assert device.type in ("cpu", "cuda") and torch.get_num_threads() == 1
+        assert config.get_mode() == "full" and not data._download(None)
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert "mode=full" in capsys.readouterr().out
+        course.setup(download=True)
+        assert data._download(None) and not data._download(False)
+        with pytest.raises(ValueError, match="threads"):
+            course.setup(threads=0)
+    finally:
+        config.set_mode(None)
+        data.allow_downloads(False)
+        torch.set_num_threads(threads)
