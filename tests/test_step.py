@@ -20,7 +20,7 @@ def test_the_step_profile_counts_a_planted_read_back(monkeypatch):
 
     def reading(*args, **kwargs):
         loss, correct = compute(*args, **kwargs)
-        float(loss)  # what a progress bar or a log line would do every step
+        float(loss.detach())  # what a progress bar or a log line would do every step
         return loss, correct
 
     monkeypatch.setattr(train, "compute_loss", reading)
