@@ -41,7 +41,8 @@ from .flows import bits_per_dim, set_estimator
 
 __all__ = [
     "TrainConfig", "TRAIN_PRESETS", "make_config", "train", "train_step", "evaluate", "certificate", "lr_factor",
-    "density_bits_per_dim", "bench_throughput", "estimate_run", "synthetic_setup", "step_function", "load_checkpoint", "load_run", "NonFiniteLossError",
+    "density_bits_per_dim", "bench_throughput", "estimate_run", "synthetic_setup", "step_function",
+    "load_checkpoint", "load_run", "NonFiniteLossError",
     "main",
 ]
 
@@ -229,10 +230,14 @@ def postprocess(y: torch.Tensor, logit_alpha: float | None) -> torch.Tensor:
     return y + 0.5 if logit_alpha is None else _data.logit_inverse(y, logit_alpha)
 
 
-def density_bits_per_dim(model: models.MultiScaleFlow, x: torch.Tensor, logit_alpha: float | None) -> torch.Tensor:
-    """bits/dim per image of dequantised x in [0, 1): log p of the flow plus the preprocessing's log-det."""
+def density_bits_per_dim(model, x: torch.Tensor, logit_alpha: float | None) -> torch.Tensor:
+    """bits/dim per image of dequantised x in [0, 1): log p of the flow plus the preprocessing's log-det.
+
+    ``model`` is a flow, or any function y -> log p(y) per sample (the training step's, see :func:`step_function`).
+    """
     y, logdet = preprocess(x, logit_alpha)
-    return bits_per_dim(model.log_prob(y), model.n_dims, 256, logdet_preprocess=logdet)
+    log_prob = model.log_prob if isinstance(model, models.MultiScaleFlow) else model
+    return bits_per_dim(log_prob(y), x[0].numel(), 256, logdet_preprocess=logdet)
 
 
 def _autocast(config: TrainConfig, device: torch.device):
@@ -278,9 +283,7 @@ def compute_loss(step_fn, x, y, config: TrainConfig, device: torch.device):
             logits = step_fn(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         return loss, (logits.argmax(1) == y).sum()
-    y_in, logdet = preprocess(x, config.logit_alpha)
-    bits = bits_per_dim(step_fn(y_in), x[0].numel(), 256, logdet_preprocess=logdet)
-    return bits.mean(), None
+    return density_bits_per_dim(step_fn, x, config.logit_alpha).mean(), None
 
 
 @contextlib.contextmanager
