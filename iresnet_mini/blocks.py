@@ -33,6 +33,9 @@ def mlp_branch(dim: int, hidden: int, n_hidden_layers: int = 2, coeff: float | N
     return nn.Sequential(*layers)
 
 
+CONV_BRANCH_LAYERS = 3  # convolutions in conv_branch: Lip(g) <= c^3
+
+
 def conv_branch(channels: int, hidden_channels: int, coeff: float | None = 0.9, activation="elu",
                 n_power_iterations: int = 1, preactivation: bool = False) -> nn.Sequential:
     """g for images: 3x3 conv -> phi -> 1x1 conv -> phi -> 3x3 conv (paper Sec. 4 / official code)."""

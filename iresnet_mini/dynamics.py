@@ -95,20 +95,22 @@ def grid_inputs(dim: int, n: int, limit: float = LIMIT) -> torch.Tensor:
     return torch.stack([x1.reshape(-1), x2.reshape(-1)], 1)
 
 
+BRANCH_LAYERS = 2  # linear layers per branch of residual_stack's default (one hidden layer)
+
+
 def residual_stack(dim: int, depth: int, hidden: int = 16, coeff: float | None = None,
                    n_hidden_layers: int = 1, activation="elu", n_power_iterations: int = 1) -> nn.Sequential:
-    """depth residual blocks x + g_t(x): a plain ResNet (coeff=None) or an i-ResNet with Lip(g_t) <= coeff.
+    """depth residual blocks x + g_t(x): a plain ResNet (coeff=None) or an i-ResNet with coefficient c = coeff.
 
-    Each of a branch's m = n_hidden_layers + 1 linear layers gets the coefficient coeff^(1/m),
-    so that the product bound gives Lip(g_t) <= coeff < 1 (Thm. 1).
+    c bounds the spectral norm of each of a branch's m = n_hidden_layers + 1 linear layers, so the
+    product bound gives Lip(g_t) <= c**m < 1 (Thm. 1); see :data:`BRANCH_LAYERS` for the default m.
     """
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be a positive integer, got {depth!r}")
     coeff = check_coeff(coeff)
-    layer_coeff = None if coeff is None else coeff ** (1.0 / (n_hidden_layers + 1))
     stack = nn.Sequential(*[
         InvertibleResidualBlock(
-            mlp_branch(dim, hidden, n_hidden_layers, coeff=layer_coeff, activation=activation,
+            mlp_branch(dim, hidden, n_hidden_layers, coeff=coeff, activation=activation,
                        n_power_iterations=n_power_iterations),
             estimator="exact")
         for _ in range(depth)

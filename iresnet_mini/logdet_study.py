@@ -3,7 +3,7 @@
 Taught in notebook 03. Everything here runs on blocks small enough for the exact log-det, so
 each estimate can be compared with the truth:
 
-* :func:`study_branch` - a residual branch whose Lipschitz constant *attains* c (orthogonal
+* :func:`study_branch` - a residual branch whose Lipschitz constant *attains* its bound c^m (orthogonal
   layers whose spectral normalisation binds), so the series converges as slowly as Thm. 3 allows;
 * :func:`series_partial_sums`, :func:`series_matrix`, :func:`hutchinson_variance` - the exact
   quantities behind the estimator: the truncated series and the variance of Hutchinson's trace;
@@ -38,13 +38,13 @@ __all__ = [
 
 def study_branch(dim: int, c: float, n_layers: int = 2, activation: str = "elu", init: str = "orthogonal",
                  seed: int = 0, dtype: torch.dtype = torch.float64) -> nn.Sequential:
-    """A dim -> dim -> ... -> dim branch with Lip(g) <= c whose layers' normalisation binds (Sec. 2).
+    """A dim -> dim -> ... -> dim branch with coefficient c whose layers' normalisation binds (Sec. 2).
 
-    Each of the ``n_layers`` linear layers gets coefficient c**(1/n_layers), so the certified bound
-    prod ||W_i|| is c. The weights are drawn 3x too large and the power iteration is run to
-    tolerance, so every layer ends exactly at its coefficient. With ``init="orthogonal"`` all
-    singular values are equal and ||J_g(x)|| = c wherever a unit is active: the bound is attained.
-    ``init="random"`` (PyTorch's default init) shows how far below c a random branch usually is.
+    Each of the ``n_layers`` linear layers has spectral norm c, so the certified bound is
+    Lip(g) <= prod ||W_i|| = c**n_layers. The weights are drawn 3x too large and the power iteration
+    is run to tolerance, so every layer ends exactly at c. With ``init="orthogonal"`` all singular
+    values are equal and ||J_g(x)|| = c**n_layers wherever a unit is active: the bound is attained.
+    ``init="random"`` (PyTorch's default init) shows how far below its bound a random branch usually is.
     Returned in eval mode (a fixed function).
     """
     if not isinstance(n_layers, int) or n_layers < 2:
@@ -54,7 +54,7 @@ def study_branch(dim: int, c: float, n_layers: int = 2, activation: str = "elu",
     if not 0.0 < c < 1.0:
         raise ValueError(f"c must be in (0, 1) (Thm. 1), got {c!r}")
     with torch.random.fork_rng(devices=[]):  # nn.Linear's own init would consume the global generator
-        branch = mlp_branch(dim, dim, n_layers - 1, coeff=c ** (1.0 / n_layers), activation=activation).to(dtype)
+        branch = mlp_branch(dim, dim, n_layers - 1, coeff=c, activation=activation).to(dtype)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in lipschitz_layers(branch):

@@ -70,8 +70,11 @@ def _integer_ticks(ax) -> None:
     ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
 
 
-def plot_jacobian_spectrum(eigenvalues: dict):
-    """Eigenvalues of J_g (left, inside |lambda| <= c) and of I + J_g (right, in Re > 0): det(I + J_g) > 0."""
+def plot_jacobian_spectrum(eigenvalues: dict, layers: int = 2):
+    """Eigenvalues of J_g (left, inside |lambda| <= c^layers) and of I + J_g (right, in Re > 0): det(I + J_g) > 0.
+
+    ``eigenvalues`` maps a coefficient c to eigenvalues of branches whose ``layers`` layers have norm <= c.
+    """
     fig, axes = subplots(1, 2, width=4.4, height=4.6)
     colors = c_colors(list(eigenvalues))
     theta = np.linspace(0, 2 * np.pi, 400)
@@ -79,11 +82,12 @@ def plot_jacobian_spectrum(eigenvalues: dict):
         lam = np.asarray(lam).ravel()
         for ax, shift in zip(axes, (0.0, 1.0)):
             ax.scatter(lam.real + shift, lam.imag, s=9, alpha=0.6, color=colors[c], label=f"c = {c:g}")
-            ax.plot(shift + c * np.cos(theta), c * np.sin(theta), color=colors[c], lw=1)
+            radius = c ** layers
+            ax.plot(shift + radius * np.cos(theta), radius * np.sin(theta), color=colors[c], lw=1)
     axes[0].plot(np.cos(theta), np.sin(theta), color=COLORS["bound"], lw=1, ls="--", label="unit circle")
     re_zero = axes[1].axvline(0, color=COLORS["resnet"], lw=1.2, ls="--", label="Re = 0 (det could vanish)")
     axes[1].scatter([0], [0], marker="x", color=COLORS["resnet"], zorder=3)
-    axes[0].set(title=r"eigenvalues $\lambda$ of $J_g(x)$; circles $|\lambda| = c$", xlabel=r"Re $\lambda$",
+    axes[0].set(title=rf"eigenvalues $\lambda$ of $J_g(x)$; circles $|\lambda| = c^{layers}$", xlabel=r"Re $\lambda$",
                 ylabel=r"Im $\lambda$", xlim=(-1.25, 1.25))
     axes[1].set(title=r"eigenvalues $1 + \lambda$ of $I + J_g(x)$", xlabel="real part", ylabel="imaginary part",
                 xlim=(-0.3, 2.2))
@@ -122,7 +126,7 @@ def plot_bias_variance(studies: list):
                     label=f"|bias|, measured from {s.n_repeats} draws")
         ax.semilogy(s.n_terms, floor, ":", color=COLORS["series"], label="noise floor of the measurement")
         ax.semilogy(s.n_terms, s.std, "-", color=COLORS["unbiased"], lw=2, label="std of one estimate")
-        ax.set(title=f"c = {s.c:g} (Lip(g) = {s.lipschitz:.2f}, d = {s.dim})", xlabel="number of terms n")
+        ax.set(title=f"c = {s.c:g} (||J_g(x)|| ≤ {s.lipschitz:.2f}, d = {s.dim})", xlabel="number of terms n")
         _integer_ticks(ax)
     axes[0, 0].set_ylabel("log-det error (nats)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -213,6 +217,9 @@ def draw_logdet_estimator(c: float, n_terms: int, n_samples: int, dim: int = 16,
                           max_terms: int = 20, probe: str = "gaussian", seed: int = 0):
     """Widget panel (notebook 03): histogram of power-series estimates at one point vs the exact log-det.
 
+    The block is :func:`logdet_study.study_branch` with coefficient c: two layers of norm c, so
+    ||J_g(x)||_2 = Lip(g) = c^2 at the point.
+
     Left: ``n_draws`` estimates with ``n_terms`` terms and ``n_samples`` probes each; right: the
     exact |bias| against the number of terms with the Thm. 3 bound. Returns (figure, numbers).
     """
@@ -240,11 +247,11 @@ def draw_logdet_estimator(c: float, n_terms: int, n_samples: int, dim: int = 16,
     ax.semilogy(n, np.maximum(errors, 1e-12), "-", color=COLORS["series"], label="|bias|, exact")
     ax.semilogy([n_terms], [max(errors[n_terms - 1], 1e-12)], "o", ms=9, color=COLORS["unbiased"],
                 label=f"n = {n_terms}")
-    ax.set(title=f"bias vs terms at c = {c:.2f} (Lip(g) = {lip:.2f})", xlabel="number of terms n",
+    ax.set(title=f"bias vs terms at c = {c:.2f} (||J_g(x)|| = {lip:.2f})", xlabel="number of terms n",
            ylabel="|bias| (nats)")
     _integer_ticks(ax)
     ax.legend(fontsize="small", loc="upper right")
-    numbers = {"Lip(g)": lip, "exact ln det": exact, "estimate mean": float(draws.mean()),
+    numbers = {"||J_g(x)||_2": lip, "exact ln det": exact, "estimate mean": float(draws.mean()),
                "bias": float(draws.mean() - exact), "std": float(draws.std(ddof=1)),
                "truncation error": float(errors[n_terms - 1])}
     return fig, numbers
@@ -433,9 +440,11 @@ __all__ += ["model_label", "plot_trajectories_1d", "plot_map_1d", "plot_deformed
             "draw_inverse_demo"]
 
 
-def model_label(coeff: float | None) -> str:
-    """'ResNet' for an unconstrained stack, 'i-ResNet (c = ...)' for Lip(g) <= c."""
-    return "ResNet" if coeff is None else f"i-ResNet (c = {coeff:.2f})"
+def model_label(coeff: float | None, layers: int = dynamics.BRANCH_LAYERS) -> str:
+    """'ResNet' for an unconstrained stack, 'i-ResNet (c = ..., Lip(g) <= ...)' for layers with norm <= c."""
+    if coeff is None:
+        return "ResNet"
+    return f"i-ResNet (c = {coeff:.2f}, Lip(g) ≤ {coeff ** layers:.2f})"
 
 
 def _model_color(coeff: float | None) -> str:
@@ -578,7 +587,9 @@ def plot_layer_folds(stacks: dict, n_grid: int):
 
 def draw_dynamics(c: float, unconstrained: bool, depth: int = 6, task: str = "abs",
                   steps: int | None = None, n_grid: int | None = None):
-    """Widget panel (notebook 01): train (cached) a ResNet or an i-ResNet with Lip(g_t) <= c; draw and measure it.
+    """Widget panel (notebook 01): train (cached) a ResNet or an i-ResNet with coefficient c; draw and measure it.
+
+    c bounds each of a branch's two layers, so Lip(g_t) <= c^2.
 
     Returns (figure, numbers) with the crossings (1D), fold fraction, smallest layer det and fit.
     """
@@ -690,23 +701,25 @@ def plot_bi_lipschitz(rows: list):
 
 def draw_inverse_demo(c: float, power_iterations: int, fixed_point_iterations: int, dim: int = 8,
                       n_points: int = 256, seed: int = 0):
-    """Widget panel (notebook 02): invert a block with Lip(g) meant to be c after a given power iteration.
+    """Widget panel (notebook 02): invert a block whose two layers are normalised to norm c by power iteration.
 
-    c < 1: both layers of :func:`invertibility.tight_branch` are normalised to sqrt(c) after
-    ``power_iterations`` steps (too few: the true Lip(g) exceeds c). c >= 1: no normalisation,
-    weights scaled so Lip(g) = c. Left: reconstruction error per fixed-point iteration with the
-    Banach bound for L = c; right: the layers' true norms after normalisation. Returns (figure, numbers).
+    c < 1: both layers of :func:`invertibility.tight_branch` are normalised to c after
+    ``power_iterations`` steps, so Lip(g) = c^2 once the estimate is exact (too few steps: the
+    true Lip(g) exceeds c^2). c >= 1: no normalisation, both layers have norm c, Lip(g) = c^2.
+    Left: reconstruction error per fixed-point iteration with the Banach bound for L = c^2; right:
+    the layers' true norms after normalisation. Returns (figure, numbers).
     """
     c = float(c)
+    lip = c ** 2  # tight_branch attains the product bound of its two layers
     x = 0.5 * torch.randn(n_points, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     if c < 1:
-        branch = invertibility.tight_branch(dim, c, n_power_iterations=power_iterations, seed=seed)
+        branch = invertibility.tight_branch(dim, lip, n_power_iterations=power_iterations, seed=seed)
         branch.train()
         with torch.no_grad():
             branch(x)  # the layers run their power iterations once, as in one training step
         branch.eval()
     else:
-        branch = invertibility.tight_branch(dim, c, spectral_norm=False, seed=seed)
+        branch = invertibility.tight_branch(dim, lip, spectral_norm=False, seed=seed)
     true_lip = invertibility.lipschitz_upper_bound(branch, (dim,))
     errors = invertibility.reconstruction_errors(branch, x, fixed_point_iterations)
     with torch.no_grad():
@@ -719,18 +732,18 @@ def draw_inverse_demo(c: float, power_iterations: int, fixed_point_iterations: i
     ax.semilogy(k, np.clip(errors, 1e-17, 1e30), color=COLORS["iresnet"] if true_lip < 1 else COLORS["resnet"],
                 lw=2, label=f"fixed point, true Lip(g) = {true_lip:.2f}")
     if c < 1:
-        ax.semilogy(k, invertibility.banach_bound(c, first_step, k), ":", color=COLORS["bound"],
-                    label=f"Banach bound if Lip(g) = {c:.2f}")
+        ax.semilogy(k, invertibility.banach_bound(lip, first_step, k), ":", color=COLORS["bound"],
+                    label=f"Banach bound if Lip(g) = c² = {lip:.2f}")
     ax.set(title="reconstruction error", xlabel="fixed-point iteration k", ylabel="$\\max_i \\|x_k - x_i\\|$")
     ax.legend(fontsize="small", loc="lower left" if errors[-1] < errors[0] else "upper left")
     ax = axes[1]
     names = ["layer 1 ($W$)", "layer 2 ($W^T$)"]
     ax.bar(names, layer_norms, color=COLORS["iresnet"] if true_lip < 1 else COLORS["resnet"], width=0.5)
-    ax.axhline(np.sqrt(c), color=COLORS["bound"], ls="--", label=f"target $\\sqrt{{c}}$ = {np.sqrt(c):.2f}")
+    ax.axhline(c, color=COLORS["bound"], ls="--", label=f"target c = {c:.2f}")
     ax.set(title="true layer norms after normalisation", ylabel="$\\|W_i\\|_2$")
     ax.legend(fontsize="small", loc="lower right")
     rate = (errors[-1] / errors[0]) ** (1 / max(len(errors) - 1, 1)) if errors[0] > 0 else 0.0
-    numbers = {"target c": c, "true Lip(g)": true_lip,
+    numbers = {"c (each layer)": c, "true Lip(g)": true_lip,
                "power iterations": power_iterations if c < 1 else "none (no normalisation)",
                f"error after {fixed_point_iterations} iterations": errors[-1],
                "observed rate per iteration": rate}
@@ -1047,15 +1060,21 @@ def draw_density_estimator(comparison, estimator: str):
     return fig, numbers
 
 
-def draw_trained_block_logdet(jac: torch.Tensor, c_train: float, c: float, n_terms: int, n_probes: int,
+def draw_trained_block_logdet(jac: torch.Tensor, norm: float, n_terms: int, n_probes: int,
                               n_draws: int = 400, max_terms: int = 20, seed: int = 0):
     """Widget panel (notebook 08): the series estimator on a trained block's Jacobian J (d x d) at one point.
 
-    The branch is rescaled to g_c = (c / c_train) g, so J_c = (c / c_train) J. Left: ``n_draws``
-    estimates with ``n_terms`` terms and ``n_probes`` Gaussian probes, against the exact ln det;
-    right: the exact |bias| against the number of terms, the Thm. 3 bound and the estimate's std.
+    J is rescaled to the spectral norm ``norm``: J_c = (norm / ||J||_2) J, the Jacobian of the block
+    with its branch scaled by that factor, so ``norm`` is the Lipschitz constant the series sees at
+    this point and the bias falls like norm^n. Left: ``n_draws`` estimates with ``n_terms`` terms and
+    ``n_probes`` Gaussian probes, against the exact ln det; right: the exact |bias| against the number
+    of terms, the Thm. 3 bound and the estimate's std.
     """
-    jac_c = (c / c_train) * jac.double()
+    if not 0 < norm < 1:
+        raise ValueError(f"norm must be in (0, 1): the series converges only for ||J||_2 < 1, got {norm!r}")
+    jac = jac.double()
+    trained_norm = float(torch.linalg.matrix_norm(jac, ord=2))
+    jac_c = (norm / trained_norm) * jac
     d = jac_c.shape[-1]
     eye = torch.eye(d, dtype=jac_c.dtype, device=jac_c.device)
     exact = float(torch.linalg.slogdet(eye + jac_c).logabsdet)
@@ -1074,7 +1093,7 @@ def draw_trained_block_logdet(jac: torch.Tensor, c_train: float, c: float, n_ter
     ax.hist(draws, bins=40, color=COLORS["series"], alpha=0.75, label=f"{n_draws} estimates")
     ax.axvline(exact, color=COLORS["exact"], lw=2, label=f"exact {exact:.3f}")
     ax.axvline(draws.mean(), color=COLORS["unbiased"], lw=2, ls="--", label=f"mean {draws.mean():.3f}")
-    ax.set(title=f"{n_terms} terms, {n_probes} probe(s), c = {c:.2f}", xlabel="ln det estimate (nats)",
+    ax.set(title=f"{n_terms} terms, {n_probes} probe(s), ||J|| = {norm:.2f}", xlabel="ln det estimate (nats)",
            ylabel="count")
     ax.legend(fontsize="small", loc="upper left")
     ax = axes[1]
@@ -1084,8 +1103,11 @@ def draw_trained_block_logdet(jac: torch.Tensor, c_train: float, c: float, n_ter
     ax.axhline(std, color=COLORS["unbiased"], lw=2, label=f"std, {n_probes} probe(s)")
     ax.semilogy([n_terms], [max(abs(bias[n_terms - 1]), 1e-16)], "o", ms=9, color=COLORS["resnet"],
                 label=f"n = {n_terms}")
-    ax.set(title=f"bias vs terms (||J|| = {lip:.2f}, d = {d})", xlabel="number of terms n", ylabel="nats")
+    ax.set(title=f"bias vs terms (||J|| = {lip:.2f}, d = {d})", xlabel="number of terms n", ylabel="nats",
+           ylim=(1e-12, 1e3))  # fixed: moving the norm moves the curve, not the axis
+    _integer_ticks(ax)
     ax.legend(fontsize="small", loc="upper right")
-    numbers = {"c": c, "||J_g(x)||": lip, "exact ln det": exact, "bias": float(bias[n_terms - 1]),
+    numbers = {"||J_g(x)||_2 (set)": lip, "trained block's ||J_g(x)||_2": trained_norm, "exact ln det": exact,
+               "bias": float(bias[n_terms - 1]), f"|bias| at {max_terms} terms": float(abs(bias[max_terms - 1])),
                "std": std, "std of the draws": float(draws.std(ddof=1))}
     return fig, numbers

@@ -1,6 +1,6 @@
 """Widgets shared by the notebooks: the Lipschitz-coefficient slider and a figure panel.
 
-Every interactive demo is ``interactive_figure(draw, c=c_slider(), ...)``: ``draw`` is a
+Every interactive demo is ``interactive_figure(draw, c=c_slider(layers=m), ...)``: ``draw`` is a
 plain package function ``draw(**values) -> (figure, numbers)`` with its own unit tests; the
 widget layer only wires controls to it. The slider and the readout carry fixed CSS classes
 (``iresnet-c-slider``, ``iresnet-readout``, ``iresnet-figure``) so that the browser test can
@@ -19,37 +19,104 @@ READOUT_CLASS = "iresnet-readout"
 FIGURE_CLASS = "iresnet-figure"
 
 
-def c_slider(value: float = 0.9, min: float = 0.1, max: float = 0.99, step: float = 0.01,
-             description: str = "Lipschitz c") -> widgets.FloatSlider:
-    """The Lipschitz coefficient c of spectral normalisation (paper Sec. 2)."""
+def lipschitz_bound(c: float | None, layers: int) -> float | None:
+    """The bound on Lip(g) of a branch of ``layers`` layers, each with spectral norm <= c: c**layers.
+
+    ``None`` (no constraint, a vanilla network) has no bound. With 1-Lipschitz activations
+    Lip(g) <= prod_i ||W_i||_2 <= c**m (notebook 02, section 2).
+    """
+    if not isinstance(layers, int) or layers < 1:
+        raise ValueError(f"layers must be a positive integer (the branch's number of layers), got {layers!r}")
+    return None if c is None else float(c) ** layers
+
+
+def _bound_label(layers: int) -> str:
+    return f"Lip(g) ≤ c^{layers}" if layers > 1 else "Lip(g) ≤ c"
+
+
+def c_slider(value: float = 0.9, min: float = 0.1, max: float = 0.99, step: float = 0.01, *,
+             layers: int, description: str | None = None) -> widgets.FloatSlider:
+    """The Lipschitz coefficient c: the bound on each layer's spectral norm (paper Sec. 2).
+
+    ``layers`` is the number m of spectrally normalised layers in one residual branch: the
+    slider's label says it, and :func:`interactive_figure` shows the implied bound
+    Lip(g) <= c^m in the readout on every move.
+    """
+    lipschitz_bound(value, layers)  # checks layers
+    if description is None:
+        description = "c, each layer" if layers == 1 else f"c, each of {layers} layers"
     slider = widgets.FloatSlider(value=value, min=min, max=max, step=step,
-                                 description=description, continuous_update=False,
+                                 description=f"{description} ({_bound_label(layers)})", continuous_update=False,
                                  readout_format=".2f", style={"description_width": "initial"},
-                                 layout=widgets.Layout(width="420px"))
+                                 layout=widgets.Layout(width="480px"))
+    slider.add_class(C_SLIDER_CLASS)
+    slider.branch_layers = layers
+    return slider
+
+
+def lipschitz_slider(value: float, min: float, max: float, step: float = 0.01,
+                     description: str = "||J_g(x)||_2") -> widgets.FloatSlider:
+    """A slider over a Lipschitz quantity other than c (e.g. the norm of a Jacobian a panel rescales).
+
+    It carries the c slider's CSS class, so the browser test moves it like the c sliders.
+    """
+    slider = widgets.FloatSlider(value=value, min=min, max=max, step=step, description=description,
+                                 continuous_update=False, readout_format=".2f",
+                                 style={"description_width": "initial"}, layout=widgets.Layout(width="480px"))
     slider.add_class(C_SLIDER_CLASS)
     return slider
 
 
-def c_choice(options, value=None, description: str = "Lipschitz c") -> widgets.SelectionSlider:
+def c_choice(options, value=None, description: str = "c", *, layers: int) -> widgets.SelectionSlider:
     """The coefficient c among trained models: ``options`` are labels or (label, value) pairs, no None values.
 
-    E.g. ``c_choice([("0.5", "c=0.5"), ("0.9", "c=0.9"), ("vanilla", "vanilla")])``; starts at ``value``
-    (default: the last option).
+    E.g. ``c_choice([("0.5", "c=0.5"), ("0.9", "c=0.9"), ("vanilla", "vanilla")], layers=3)``;
+    starts at ``value`` (default: the last option). A label that is a number is that model's c;
+    its slider label shows the bound Lip(g) <= c^layers (``layers`` per branch), and so does the
+    readout of :func:`interactive_figure`.
     """
+    lipschitz_bound(None, layers)  # checks layers
     options = list(options)
     if not options:
         raise ValueError("c_choice needs at least one option (the trained models' coefficients)")
-    values = [o[1] if isinstance(o, tuple) else o for o in options]
+    pairs = [o if isinstance(o, tuple) else (str(o), o) for o in options]
+    values = [v for _, v in pairs]
     if None in values:
         raise ValueError("c_choice values cannot be None (a selection widget reads None as 'nothing "
                          "selected'): use a label such as 'vanilla'")
     if value is not None and value not in values:
         raise ValueError(f"value {value!r} is not among the options {values}")
-    slider = widgets.SelectionSlider(options=options, value=values[-1] if value is None else value,
-                                     description=description, continuous_update=False,
-                                     style={"description_width": "initial"}, layout=widgets.Layout(width="420px"))
+    coefficients = {}
+    labelled = []
+    for label, v in pairs:
+        coefficients[v] = _coefficient_of(label)
+        bound = lipschitz_bound(coefficients[v], layers)
+        labelled.append((label if bound is None else f"{label} (Lip(g) ≤ {bound:.3g})", v))
+    slider = widgets.SelectionSlider(options=labelled, value=values[-1] if value is None else value,
+                                     description=f"{description}, each of {layers} layers", continuous_update=False,
+                                     style={"description_width": "initial"}, layout=widgets.Layout(width="480px"))
     slider.add_class(C_SLIDER_CLASS)
+    slider.branch_layers = layers
+    slider.coefficients = coefficients
     return slider
+
+
+def _coefficient_of(label: str) -> float | None:
+    try:
+        return float(str(label).removeprefix("c=").strip())
+    except ValueError:
+        return None  # "vanilla": no constraint
+
+
+def bound_readout(control) -> dict[str, object]:
+    """The readout entry a c control implies: {"Lip(g) ≤ c^m": value} (or "none" without a constraint)."""
+    layers = getattr(control, "branch_layers", None)
+    if layers is None:
+        return {}
+    coefficients = getattr(control, "coefficients", None)
+    c = coefficients[control.value] if coefficients is not None else float(control.value)
+    bound = lipschitz_bound(c, layers)
+    return {_bound_label(layers): "none (no constraint)" if bound is None else bound}
 
 
 def int_slider(value: int, min: int, max: int, step: int = 1, description: str = "") -> widgets.IntSlider:
@@ -75,7 +142,8 @@ def interactive_figure(draw: Callable[..., tuple], height: str = "460px", **cont
     """Controls on top, a readout line, and a fixed-height figure that ``draw`` redraws.
 
     ``draw(**values)`` gets the controls' current values and returns ``(figure, numbers)``
-    where ``numbers`` is a dict shown in the readout (e.g. the fold count).
+    where ``numbers`` is a dict shown in the readout (e.g. the fold count). A c control
+    (:func:`c_slider`, :func:`c_choice`) adds the bound Lip(g) <= c^m it implies at the front.
     """
     readout = widgets.HTML()
     readout.add_class(READOUT_CLASS)
@@ -84,7 +152,10 @@ def interactive_figure(draw: Callable[..., tuple], height: str = "460px", **cont
 
     def refresh(**values):
         fig, numbers = draw(**values)
-        readout.value = format_numbers(numbers)
+        bounds = {}
+        for control in controls.values():
+            bounds.update(bound_readout(control))
+        readout.value = format_numbers({**bounds, **numbers})
         with out:
             out.clear_output(wait=True)
             display(fig)

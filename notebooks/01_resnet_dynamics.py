@@ -34,7 +34,8 @@ from iresnet_mini import course, dynamics, exercises, invertibility, plots, widg
 from iresnet_mini.config import size
 
 course.setup(threads=1)  # the models are tiny: one CPU thread
-DEPTH, C = 6, 0.9  # six residual blocks; the i-ResNet has Lip(g_t) <= c = 0.9
+DEPTH, C = 6, 0.9  # six residual blocks; every layer of an i-ResNet branch has spectral norm <= c = 0.9
+L = C ** dynamics.BRANCH_LAYERS  # the bound on Lip(g_t) that c implies for a branch of two layers (section 2)
 
 # %% [markdown]
 # ## 1. A ResNet is a discretised ODE
@@ -77,9 +78,18 @@ for h in (0.1, 0.25, 0.45, 0.55, 1.0):
 # ## 2. Two networks, one architecture, a target that needs a fold
 #
 # `dynamics.residual_stack` builds $T$ residual blocks with small MLP branches
-# (`blocks.mlp_branch`, ELU activations). With `coeff=None` it is a plain ResNet; with `coeff=c` each branch is
-# spectrally normalised so that $\mathrm{Lip}(g_t) \le c$: an i-ResNet. Everything else, including the
-# initialisation and the training loop (`dynamics.fit`, full-batch Adam on the squared error), is the same.
+# (`blocks.mlp_branch`, ELU activations). With `coeff=None` it is a plain ResNet; with `coeff=c` it is an i-ResNet.
+# Everything else, including the initialisation and the training loop (`dynamics.fit`, full-batch Adam on the squared
+# error), is the same.
+#
+# **What $c$ means, here and in every later lesson.** The *Lipschitz coefficient* $c$ bounds the spectral norm of
+# each linear layer of a branch: $\|W_i\|_2 \le c$ (spectral normalisation, notebook 02). The activations (ELU) are
+# 1-Lipschitz, and the Lipschitz constant of a composition is at most the product of its parts', so a branch of
+# $m$ layers has
+# $$\mathrm{Lip}(g_t) \;\le\; \prod_{i=1}^m \|W_i\|_2 \;\le\; c^m =: L.$$
+# Our branches here have $m = 2$ layers, so $c = 0.9$ guarantees $\mathrm{Lip}(g_t) \le L = 0.81$; the image
+# models of notebooks 05-08 have $m = 3$ ($L = c^3$), the 2D flows of notebook 04 $m = 4$. Every $c$ control in the
+# course shows the bound $c^m$ it implies. Thm. 1 needs $L < 1$, which every $c < 1$ gives.
 #
 # The 1D task maps $x \in [-2, 2]$ to $|x|$. The inputs $x$ and $-x$ must land on the same output, so any network
 # that fits it must fold the line. `dynamics.trained_stack` trains (and caches) a model per setting:
@@ -108,7 +118,7 @@ fig = plots.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
 # $t = 2\sqrt{2} - 2 \approx 0.83$ up to $x = t$ and follow the diagonal beyond, with mean squared error $\approx 0.229$;
 # with longer training (full mode) the i-ResNet gets close to that, in quick mode it is still on its way.
 #
-# **Think!** In 1D, what is the smallest slope a stack of $T$ blocks with $\mathrm{Lip}(g_t) \le c$ can have?
+# **Think!** In 1D, what is the smallest slope a stack of $T$ blocks with $\mathrm{Lip}(g_t) \le L$ can have?
 # (That is exercise 1 below.)
 
 # %% [markdown]
@@ -118,10 +128,11 @@ fig = plots.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
 # %% [markdown]
 # <details><summary>Discussion</summary>
 #
-# It is invertible: every block is strictly increasing ($F_t' \ge 1 - c > 0$), so the whole map is. But its inverse is
-# steep where the map is flat: one block's inverse is at most $1/(1-c)$-Lipschitz, a stack of $T$ blocks at most
-# $(1-c)^{-T}$, which for $c = 0.9$ and $T = 6$ is $10^6$. An error of $10^{-7}$ in the output can then move the
-# reconstructed input by $0.1$: squeezing is allowed, but it makes inversion ill-conditioned where it happens.
+# It is invertible: every block is strictly increasing ($F_t' \ge 1 - L > 0$), so the whole map is. But its inverse is
+# steep where the map is flat: one block's inverse is at most $1/(1-L)$-Lipschitz, a stack of $T$ blocks at most
+# $(1-L)^{-T}$, which for $c = 0.9$ ($L = 0.81$) and $T = 6$ is about $2 \times 10^4$ (section 3 prints it). An error
+# of $10^{-7}$ in the output can then move the reconstructed input by $2 \times 10^{-3}$, and the closer $L$ gets to 1 the
+# worse it gets: squeezing is allowed, but it makes inversion ill-conditioned where it happens.
 # </details>
 
 # %% [markdown]
@@ -137,14 +148,16 @@ fig = plots.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
 #   inputs whose path meets such a point.
 #
 # Thm. 1 makes a precise prediction for the i-ResNet: every singular value of $I + J_g$ is at least
-# $1 - \|J_g\|_2 \ge 1 - c$, so $\det(I + J_{g_t}) \ge (1 - c)^d > 0$ everywhere. Zero folds, zero crossings, and
+# $1 - \|J_g\|_2 \ge 1 - L$, so $\det(I + J_{g_t}) \ge (1 - L)^d > 0$ everywhere. Zero folds, zero crossings, and
 # the smallest determinant is bounded away from 0:
 
 # %%
 for coeff, stack in ((None, plain), (C, iresnet)):
     numbers = dynamics.measure(stack, "abs", GRID)
     print(f"{plots.model_label(coeff):>20}: " + ", ".join(f"{k} = {v:.4g}" for k, v in numbers.items()))
-print(f"Thm. 1 guarantees min det >= (1 - c)^d = {(1 - C) ** 1:.4g} for the i-ResNet (d = 1)")
+print(f"c = {C}: Lip(g_t) <= L = c^2 = {L:.2f}; Thm. 1 guarantees min det >= (1 - L)^d = {(1 - L) ** 1:.4g} "
+      "for the i-ResNet (d = 1)")
+print(f"and its inverse is at most (1 - L)^-T = {(1 - L) ** -DEPTH:.2g}-Lipschitz (T = {DEPTH} blocks)")
 
 # %% [markdown]
 # ## 4. In 2D: folding the plane
@@ -178,12 +191,12 @@ fig = plots.plot_layer_folds({None: plain2d, C: iresnet2d}, GRID)
 for coeff, stack in ((None, plain2d), (C, iresnet2d)):
     numbers = dynamics.measure(stack, "fold", GRID)
     print(f"{plots.model_label(coeff):>20}: " + ", ".join(f"{k} = {v:.4g}" for k, v in numbers.items()))
-print(f"Thm. 1 guarantees min det >= (1 - c)^d = {(1 - C) ** 2:.4g} for the i-ResNet (d = 2)")
+print(f"Thm. 1 guarantees min det >= (1 - L)^d = {(1 - L) ** 2:.4g} for the i-ResNet (d = 2, L = {L:.2f})")
 
 # %% [markdown]
 # Typically one layer of the ResNet folds about half of the plane along a crease, and others turn the whole plane
 # over (a reflection, $\det < 0$ everywhere), which a later layer undoes. None of this is available to the i-ResNet:
-# every one of its layers has $\det(I + J_{g_t}) \ge (1 - c)^2$ everywhere.
+# every one of its layers has $\det(I + J_{g_t}) \ge (1 - L)^2$ everywhere.
 
 # %% [markdown]
 # **Think!** The plain ResNet folds where some layer has $\det(I + J_g) \le 0$. If every layer had a positive
@@ -202,9 +215,10 @@ print(f"Thm. 1 guarantees min det >= (1 - c)^d = {(1 - C) ** 2:.4g} for the i-Re
 # ## Try it: the Lipschitz coefficient, depth and the task
 #
 # Train (or load from the cache) a model for each setting and measure it. Moving $c$ trains a new i-ResNet
-# (a second or two); tick **no constraint** for the plain ResNet.
+# (a second or two); tick **no constraint** for the plain ResNet. The readout starts with the bound
+# $\mathrm{Lip}(g_t) \le c^2$ that the slider's $c$ implies, and ends with the certified one of the trained model.
 #
-# - For $c$ near 1 the i-ResNet can squeeze harder (its layer determinants may go down to $(1 - c)^d$); for small
+# - For $c$ near 1 the i-ResNet can squeeze harder (its layer determinants may go down to $(1 - c^2)^d$); for small
 #   $c$ it can barely move the points. Does any setting give a crossing or a fold?
 # - Switch to the task `reverse` ($x \mapsto -x$): it needs every pair to swap. How many crossings does the ResNet
 #   make, and what does the i-ResNet do instead? In 2D, `reflect` ($(x_1, x_2) \mapsto (-x_1, x_2)$) is a bijection,
@@ -215,7 +229,7 @@ print(f"Thm. 1 guarantees min det >= (1 - c)^d = {(1 - C) ** 2:.4g} for the i-Re
 demo = widgets.interactive_figure(
     plots.draw_dynamics,
     height="440px",
-    c=widgets.c_slider(C),
+    c=widgets.c_slider(C, layers=dynamics.BRANCH_LAYERS),
     unconstrained=ipywidgets.Checkbox(value=False, description="no constraint (plain ResNet)"),
     depth=widgets.int_slider(DEPTH, 1, 10, description="depth T"),
     task=ipywidgets.Dropdown(options=["abs", "reverse", "fold", "reflect"], value="abs", description="task"),
@@ -226,8 +240,8 @@ demo
 # <details><summary>Answers</summary>
 #
 # - No: with the constraint, crossings and the fold fraction stay 0 for every $c$, depth and task. In 1D each block has
-#   $F_t'(x) \ge 1 - c > 0$; in 2D $\det(I + J_{g_t}) \ge (1 - c)^2 > 0$ (Thm. 1). Here $c$ bounds each block's
-#   $\mathrm{Lip}(g_t)$ (`dynamics.residual_stack` gives each of its two layers $\sqrt{c}$).
+#   $F_t'(x) \ge 1 - c^2 > 0$; in 2D $\det(I + J_{g_t}) \ge (1 - c^2)^2 > 0$ (Thm. 1), since each of a branch's two
+#   layers has norm at most $c$ and so $\mathrm{Lip}(g_t) \le c^2$.
 # - `reverse` needs every pair of points to swap, so the ResNet's trajectories cross for every pair of grid points at
 #   least once. An increasing map cannot follow a decreasing target: its best fit is the constant $0$, with mean squared
 #   error $\mathbb{E}[x^2] = 4/3$ for $x$ uniform on $[-2, 2]$, and the i-ResNet squeezes towards it.
@@ -308,7 +322,8 @@ print(count_flips(states[0], states[1]), dynamics.count_crossings(states[:2]))
 #   non-crossing trajectories; the discrete steps do not, once a branch changes faster than the step allows.
 # - A plain ResNet uses this freedom: to fit $|x|$ or fold the plane, its trajectories cross (thousands of
 #   order flips in 1D) and its layers fold ($\det(I + J_g) \le 0$ on a large share of the inputs).
-# - With $\mathrm{Lip}(g_t) \le c < 1$ (Thm. 1) every layer has $\det(I + J_{g_t}) \ge (1 - c)^d > 0$: zero crossings
+# - With every layer's norm at most $c$, a branch of $m$ layers has $\mathrm{Lip}(g_t) \le L = c^m < 1$ (Thm. 1), and
+#   every block has $\det(I + J_{g_t}) \ge (1 - L)^d > 0$: zero crossings
 #   and zero folds, measured, for every $c$ we tried. The price: an i-ResNet cannot fit a target that needs a fold;
 #   it squeezes instead.
 # - Next (notebook 02): how to enforce $\mathrm{Lip}(g) < 1$ with spectral normalisation, and how to invert a block

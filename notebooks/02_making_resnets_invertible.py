@@ -101,7 +101,8 @@ for ax, L in zip(axes, (0.7, 1.5)):
 # so that its norm is at most $c$, where $\hat\sigma$ estimates $\|W\|_2$ by **power iteration**: starting from a random
 # unit vector $u$, repeat
 # $$v \leftarrow \frac{W^\top u}{\|W^\top u\|}, \qquad u \leftarrow \frac{W v}{\|W v\|}, \qquad \hat\sigma = u^\top W v = \|W v\|$$
-# (the order the package uses). Two facts matter. First, $\hat\sigma = \|W v\| \le \|W\|_2$ for any unit $v$: the
+# (the order the package uses). This $c$ is the **Lipschitz coefficient** of notebook 01: a bound on each layer's
+# norm, so a branch of $m$ layers has $\mathrm{Lip}(g) \le c^m = L$ once every estimate is exact. Two facts matter. First, $\hat\sigma = \|W v\| \le \|W\|_2$ for any unit $v$: the
 # estimate is a **lower bound** and approaches the truth from below, at a rate set by the gap between the two largest singular values. Second, in
 # training only one step is taken per weight update (the vectors $u, v$ persist between steps), so the estimate
 # can lag behind the weights.
@@ -126,8 +127,8 @@ fig = plots.plot_power_iteration(traces)
 # An underestimate is not harmless. If $\hat\sigma < \|W\|_2$, the layer is divided by too little and its true norm
 # ends up at $c\,\|W\|_2/\hat\sigma > c$. The product over layers can then exceed 1 and the guarantee is gone. This is
 # the pitfall users of the official code ran into (invertibility silently lost after training, "use more power
-# iterations"). The branch of section 1 with spectral normalisation to $c = 0.9$, after $n$ power-iteration steps
-# from a fresh start:
+# iterations"). The branch of section 1 with both of its layers normalised to $c = \sqrt{0.9} \approx 0.95$ (so that
+# $\mathrm{Lip}(g) \le c^2 = 0.9$ if $\hat\sigma$ were exact), after $n$ power-iteration steps from a fresh start:
 
 # %%
 for n in (0, 1, 2, 3, 5, 10, 30):
@@ -276,7 +277,7 @@ fig = plots.plot_inverse_convergence(results)
 # The fixed-point errors (solid) fall on straight lines in the log plot: geometric convergence, with slope
 # $\log L$, just under Banach's bound (dotted), as promised. For $L = 0.5$ each iteration gains about 0.3 decimal
 # digits; for $L = 0.99$ it takes about 230 iterations to gain one. This is why the official code's fixed 10
-# iterations at evaluation are fine for small $c$ and not for $c$ near 1.
+# iterations at evaluation are fine for small $L$ and not for $L$ near 1.
 #
 # **Anderson acceleration** (dashed) keeps the last few iterates and mixes them, solving a small least-squares
 # problem per step; it reaches machine precision in a few dozen steps even for $L = 0.99$. Both are behind
@@ -381,14 +382,15 @@ print(f"largest measured / bound over all branches: {worst:.6f} "
 # %% [markdown]
 # ## Try it: what breaks
 #
-# The widget builds the branch of section 2, spectrally normalised so that $\mathrm{Lip}(g)$ *should* be $c$, lets
-# its layers run a given number of power-iteration steps, and then inverts it by plain fixed-point iteration.
-# For $c \ge 1$ there is no normalisation: the weights are scaled so that $\mathrm{Lip}(g) = c$. The readout shows the
-# true $\mathrm{Lip}(g)$ and the observed error reduction per iteration.
+# The widget builds the branch of section 2 with both layers spectrally normalised to norm $c$, so that
+# $\mathrm{Lip}(g)$ *should* be $c^2$ (the readout's first entry); it lets the layers run a given number of
+# power-iteration steps, and then inverts the block by plain fixed-point iteration. For $c \ge 1$ there is no
+# normalisation: both layers have norm $c$. The readout shows the true $\mathrm{Lip}(g)$ and the observed error
+# reduction per iteration.
 #
-# - With 30 power iterations, move $c$ from 0.5 to 0.99: the observed rate follows $c$ (and the error curve hugs the
+# - With 30 power iterations, move $c$ from 0.7 to 0.99: the observed rate follows $c^2$ (and the error curve hugs the
 #   Banach bound).
-# - Set $c = 0.9$ and the power iterations to 0, 1, 2, 3: with too few, the true $\mathrm{Lip}(g)$ exceeds 1 and the
+# - Set $c = 0.95$ and the power iterations to 0, 1, 2, 3: with too few, the true $\mathrm{Lip}(g)$ exceeds 1 and the
 #   inverse diverges although $c < 1$ was asked for.
 # - Move $c$ past 1: what happens to the error, however many iterations you allow?
 
@@ -396,7 +398,7 @@ print(f"largest measured / bound over all branches: {worst:.6f} "
 demo = widgets.interactive_figure(
     plots.draw_inverse_demo,
     height="420px",
-    c=widgets.c_slider(0.9, min=0.1, max=1.5),
+    c=widgets.c_slider(0.95, min=0.1, max=1.3, layers=2),
     power_iterations=widgets.int_slider(30, 0, 30, description="power iterations"),
     fixed_point_iterations=widgets.int_slider(40, 5, 100, description="fixed-point iterations"),
 )
@@ -405,12 +407,12 @@ demo
 # %% [markdown]
 # <details><summary>Answers</summary>
 #
-# - The tight branch attains its bound, so the observed reduction per iteration is about $c$ itself, and the error
-#   curve runs just under Banach's bound $c^k / (1 - c)\,\|x_1 - x_0\|$.
+# - The tight branch attains its bound, so the observed reduction per iteration is about $L = c^2$ itself, and the
+#   error curve runs just under Banach's bound $L^k / (1 - L)\,\|x_1 - x_0\|$.
 # - With 0 or 1 power iterations $\hat\sigma$ is still well below the weights' true norm, so the rescaling is too weak:
-#   the readout's true $\mathrm{Lip}(g)$ lies above $c$, and once it passes 1 the error grows instead of shrinking. After
-#   a few more steps $\hat\sigma$ catches up and the rate returns to $c$.
-# - Past 1 there is no contraction: for this branch the error grows by about $c$ per iteration, and more iterations
+#   the readout's true $\mathrm{Lip}(g)$ lies above $c^2$, and once it passes 1 the error grows instead of shrinking.
+#   After a few more steps $\hat\sigma$ catches up and the rate returns to $c^2$.
+# - Past 1 there is no contraction: for this branch the error grows by about $c^2$ per iteration, and more iterations
 #   only make it worse. (Whether such a block is invertible at all is no longer guaranteed.)
 # </details>
 
@@ -480,7 +482,7 @@ exercises.check_conv_normalised(my_conv, factor, input_shape=(4, 16, 16), target
 #
 # 1. **LipSwish.** Why is LipSwish divided by 1.1? Plot the derivative of $x\,\sigma(\beta x)$ for a few $\beta$, find its
 #    maximum, and check that `lipschitz.LipSwish` is 1-Lipschitz for every $\beta > 0$.
-# 2. **$c = 1$ in the inverse demo.** Move the widget's $c$ to exactly 1 with many power iterations: does the error still
+# 2. **$c = 1$ in the inverse demo.** Move the widget's $c$ to exactly 1 (so $L = c^2 = 1$): does the error still
 #    shrink? Relate what you see to Banach's bound, which gives nothing at $L = 1$.
 # 3. **Anderson with one iterate.** Write Anderson acceleration with $m = 2$ (a secant step) yourself and compare its
 #    iteration counts with `blocks.anderson_inverse` and with plain iteration at $L = 0.97$.

@@ -35,7 +35,8 @@ from iresnet_mini.config import size
 device = course.setup(threads=1)  # the tensors here are tiny: one CPU thread
 DIM, N_POINTS = size("nb03.dim"), size("nb03.n_points")
 N_REPEATS, MAX_TERMS = size("nb03.n_repeats"), size("nb03.max_terms")
-CS = (0.5, 0.7, 0.9)  # Lipschitz coefficients compared throughout
+CS = (0.7, 0.85, 0.95)  # Lipschitz coefficients c compared throughout: each of a branch's two layers has norm <= c
+LAYERS = 2  # so Lip(g) <= L = c^2: about 0.5, 0.72 and 0.9
 print(f"block dimension d = {DIM}, {N_POINTS} points, {N_REPEATS} draws per point, up to {MAX_TERMS} terms")
 
 # %% [markdown]
@@ -52,18 +53,19 @@ print(f"block dimension d = {DIM}, {N_POINTS} points, {N_REPEATS} draws per poin
 # $\ln\det$ instead of $\ln|\det|$, and the matrix logarithm $\ln(I + J_g)$ exists.
 #
 # ### A block that is as hard as the theory allows
-# Spectral normalisation only guarantees $\mathrm{Lip}(g) \le c$. A randomly initialised branch is usually far
-# from that bound: its layers' norms sit at $c$, but their singular vectors do not line up, so $\|J_g(x)\|$ is much
-# smaller, the series below converges fast and the study would look better than it should. Our study block
-# (`logdet_study.study_branch`) uses orthogonal layers drawn too large, so that spectral normalisation binds and
-# every singular value of every layer equals its coefficient: then $\|J_g(x)\|_2 = c$ exactly wherever a unit is active.
+# As in notebooks 01 and 02, $c$ bounds the spectral norm of each layer; our branches have two layers, so spectral
+# normalisation only guarantees $\mathrm{Lip}(g) \le L = c^2$. A randomly initialised branch is usually far from that
+# bound: its layers' norms sit at $c$, but their singular vectors do not line up, so $\|J_g(x)\|$ is much smaller, the
+# series below converges fast and the study would look better than it should. Our study block
+# (`logdet_study.study_branch`) uses orthogonal layers drawn too large, so that spectral normalisation binds and every
+# singular value of every layer equals $c$: then $\|J_g(x)\|_2 = c^2$ exactly wherever a unit is active.
 
 # %%
 x = torch.randn(N_POINTS, DIM, dtype=torch.float64, device=device)  # the points we study
 for c in CS:
     for init in ("random", "orthogonal"):
         est = logdet_study.lipschitz_estimates(logdet_study.study_branch(DIM, c, init=init).to(device), x)
-        print(f"c = {c}: {init:>10} layers  certified Lip(g) = {est['certified']:.3f}, "
+        print(f"c = {c} (c^2 = {c ** LAYERS:.4f}): {init:>10} layers  certified Lip(g) = {est['certified']:.3f}, "
               f"largest ||J_g(x)||_2 on the points = {est['attained']:.3f}")
 blocks = {c: logdet_study.study_branch(DIM, c).to(device) for c in CS}
 
@@ -74,13 +76,13 @@ blocks = {c: logdet_study.study_branch(DIM, c).to(device) for c in CS}
 # %%
 jacobians = {c: logdet.jacobian(blocks[c], x).detach() for c in CS}
 eigenvalues = {c: torch.linalg.eigvals(jac).cpu().numpy() for c, jac in jacobians.items()}
-fig = plots.plot_jacobian_spectrum(eigenvalues)
+fig = plots.plot_jacobian_spectrum(eigenvalues, layers=LAYERS)
 for c, jac in jacobians.items():
     det = torch.linalg.det(torch.eye(DIM, dtype=jac.dtype, device=device) + jac)
     print(f"c = {c}: largest |lambda| = {np.abs(eigenvalues[c]).max():.3f},  smallest det(I + J_g) = {det.min():.3g}")
 
 # %% [markdown]
-# Every eigenvalue of $J_g$ lies in the disk of radius $c$ (left); shifted by one they lie in a disk around 1 that
+# Every eigenvalue of $J_g$ lies in the disk of radius $L = c^2$ (left); shifted by one they lie in a disk around 1 that
 # never reaches the imaginary axis (right), so no factor of the determinant can be zero or negative.
 #
 # ## 2. The power series
@@ -97,14 +99,15 @@ fig = plots.plot_partial_sums(partial, exact)
 
 # %% [markdown]
 # The partial sums oscillate around the exact value (the signs alternate) and settle within a few terms for
-# $c = 0.5$; for $c = 0.9$ the terms shrink like $0.9^k/k$ and many more are needed.
+# $c = 0.7$ ($L \approx 0.5$); for $c = 0.95$ ($L \approx 0.9$) the terms shrink like $0.9^k/k$ and many more are needed.
 #
-# **Think!** Why does the series converge at all for $c=0.9$, when $\ln(1+\lambda)$ has a singularity at $\lambda=-1$?
+# **Think!** Why does the series converge at all for $c = 0.95$, when $\ln(1+\lambda)$ has a singularity at
+# $\lambda=-1$?
 #
 # <details><summary>Answer</summary>
 #
-# The Mercator series converges for every $|\lambda| < 1$, and all eigenvalues satisfy $|\lambda| \le 0.9$; the
-# terms shrink at least like $0.9^k/k$. Only a block with $\mathrm{Lip}(g) \ge 1$ could put an eigenvalue on or
+# The Mercator series converges for every $|\lambda| < 1$, and all eigenvalues satisfy $|\lambda| \le c^2 \approx 0.9$;
+# the terms shrink at least like $0.9^k/k$. Only a block with $\mathrm{Lip}(g) \ge 1$ could put an eigenvalue on or
 # outside the unit circle, where the series diverges (and $\det(I + J_g)$ could be zero or negative).
 # </details>
 #
@@ -125,7 +128,7 @@ fig = plots.plot_partial_sums(partial, exact)
 # $$\ln\det(I + J_g) \approx \sum_{k=1}^{n} \frac{(-1)^{k+1}}{k}\, v^\top J_g^k v \qquad (n \text{ vector-Jacobian products per probe}).$$
 
 # %%
-branch, jac = blocks[0.9], jacobians[0.9]
+branch, jac = blocks[0.95], jacobians[0.95]
 xg = x[:1].clone().requires_grad_(True)
 v = logdet.draw_probe(xg, "gaussian")
 (vjp,) = torch.autograd.grad(branch(xg), xg, v)
@@ -194,9 +197,9 @@ print(inspect.getsource(logdet._series))
 
 # %%
 print(f"Thm. 3 bound for d = {DIM}:")
-print("  n " + "".join(f"   L = {c:<5}" for c in CS))
+print("  n " + "".join(f"  L = {c ** LAYERS:<6.4f}" for c in CS))
 for n in (1, 2, 5, 10, 20):
-    print(f"{n:>3} " + "".join(f"{logdet.truncation_error_bound(c, DIM, n):>11.3g}" for c in CS))
+    print(f"{n:>3} " + "".join(f"{logdet.truncation_error_bound(c ** LAYERS, DIM, n):>12.3g}" for c in CS))
 
 # %% [markdown]
 # ## 5. Bias and variance of the estimator (paper Fig. 4)
@@ -211,7 +214,7 @@ for n in (1, 2, 5, 10, 20):
 studies = {c: logdet_study.bias_variance_study(blocks[c], x, c, MAX_TERMS, N_REPEATS) for c in CS}
 fig = plots.plot_bias_variance(list(studies.values()))
 for c, s in studies.items():
-    print(f"c = {c} (Lip(g) = {s.lipschitz:.3f}, certified {s.lipschitz_certified:.3f}), "
+    print(f"c = {c} (||J_g(x)||_2 up to {s.lipschitz:.3f}, certified Lip(g) <= {s.lipschitz_certified:.3f}), "
           f"mean exact ln det = {s.exact.mean():.3f}")
     for n in (1, 2, 5, 10, MAX_TERMS):
         r = s.row(n)
@@ -220,7 +223,7 @@ for c, s in studies.items():
 
 # %% [markdown]
 # What the figure says, as in the paper's Fig. 4:
-# - the bias falls geometrically with $n$, fast for $c = 0.5$, slowly for $c = 0.9$;
+# - the bias falls geometrically with $n$ (like $L^n$), fast for $c = 0.7$, slowly for $c = 0.95$;
 # - the standard deviation barely changes after the first few terms: it is set by the first terms' traces, not by the tail;
 # - beyond a handful of terms the error of one estimate is all variance, so more terms buy nothing unless more probes
 #   are drawn too; the bound is valid but pessimistic by orders of magnitude (its factor $d$ ignores the cancellations
@@ -243,7 +246,7 @@ for s_g, s_r in zip(*by_probe.values()):
 # %%
 n_terms = 10
 for m in (1, 4, 16):
-    draws = logdet_study.estimator_draws(blocks[0.9], x, n_terms, N_REPEATS // 4, n_samples=m)
+    draws = logdet_study.estimator_draws(blocks[0.95], x, n_terms, N_REPEATS // 4, n_samples=m)
     std = logdet_study.spread(draws)
     print(f"{m:>2} probes per estimate: std = {std:.3f},  std x sqrt(m) = {std * np.sqrt(m):.3f}")
 
@@ -271,7 +274,7 @@ for m in (1, 4, 16):
 # $2 + (1-p)/p = 3$ terms on average for $p = 0.5$. The price is variance: term $k$ is multiplied by $(1-p)^{-(k-2)}$.
 # If the terms decay like $\rho^k$ ($\rho$ = the largest $|\lambda|$ of $J_g$, at most $L$), the reweighted terms'
 # second moment $\sum_m (1-p)^{-m} \rho^{2m}$ is finite only when $\rho^2 < 1-p$ ($\rho < 0.71$ for $p = 0.5$):
-# close to $c = 1$ the estimator has heavy tails unless $p$ is lowered.
+# close to $L = 1$ the estimator has heavy tails unless $p$ is lowered.
 
 # %%
 roulettes = {c: [logdet_study.roulette_study(blocks[c], x, c, N_REPEATS, p=p) for p in (0.5, 0.2)] for c in CS}
@@ -283,14 +286,14 @@ for c, group in roulettes.items():
               f"max |error| = {abs(r.draws - r.exact).max():5.1f}, E[terms] = {r.expected_terms:.0f}  |  "
               f"series with {n} terms: bias = {s.bias[n - 1]:+.3f} +- {s.bias_se[n - 1]:.3f}, std = {s.std[n - 1]:.2f}")
 
-c = 0.9
+c = 0.95
 series_errors = logdet_study.estimator_draws(blocks[c], x, 3, N_REPEATS).cpu().numpy() - studies[c].exact
 fig = plots.plot_roulette_vs_series(studies[c], roulettes[c], series_errors, series_terms=3)
 
 # %% [markdown]
 # Left: the roulette's mean error is zero within its error bars, where the series with the same average number of
 # terms (3) is off by its truncation bias; the series needs many more terms to become as unbiased. Right: the price.
-# At $c = 0.9$ the largest $|\lambda|$ printed in section 1 is well above 0.71, so $\rho^2 > 1 - p = 0.5$: with
+# At $c = 0.95$ the largest $|\lambda|$ printed in section 1 is well above 0.71, so $\rho^2 > 1 - p = 0.5$: with
 # $p = 0.5$ rare long runs multiply small terms by large weights and produce errors many standard deviations out
 # (the long tail of the histogram). With $p = 0.2$ (6 terms on average) the tail is much lighter. For training, Residual Flows argue that an unbiased estimate of the log-likelihood (and of its
 # gradient) matters more than a small variance: a biased objective can be optimised into the bias.
@@ -362,26 +365,29 @@ for r in rows:
 # Move $c$, the number of terms and the number of probes per estimate. The left panel is a histogram of the
 # estimator's draws at one point against the exact log-determinant; the right panel shows where the chosen $n$ sits on
 # the bias curve. Things to try:
-# - at $c = 0.9$, how many terms until the bias is much smaller than the standard deviation?
+# - at $c = 0.95$ ($L \approx 0.9$), how many terms until the bias is much smaller than the standard deviation?
 # - with 16 probes per estimate, does the histogram get 4 times narrower?
-# - at which $c$ does a 1-term estimate have a bias as large as its standard deviation?
+# - with one term, is the estimate's error ever dominated by its bias rather than its spread, for any $c$?
 
 # %%
 draw = functools.partial(plots.draw_logdet_estimator, dim=DIM, n_draws=size("nb03.widget_draws"), max_terms=MAX_TERMS)
-widgets.interactive_figure(draw, c=widgets.c_slider(),
+widgets.interactive_figure(draw, c=widgets.c_slider(0.95, layers=LAYERS),
                            n_terms=widgets.int_slider(5, 1, 30, description="series terms n"),
                            n_samples=widgets.int_slider(1, 1, 16, description="probes per estimate"))
 
 # %% [markdown]
 # <details><summary>Answers</summary>
 #
-# - At $c = 0.9$ the readout's bias falls below a tenth of the standard deviation after roughly ten terms for this
-#   block; Thm. 3's bound asks for more, because it assumes every eigenvalue of $J_g$ sits at $c$.
+# - At $c = 0.95$ the readout's truncation error is already below the standard deviation with one term, and below a
+#   tenth of it from about five terms on (it does not fall monotonically: the terms alternate). Thm. 3's bound asks
+#   for many more, because it assumes every eigenvalue of $J_g$ sits at $L = c^2$ with the same sign.
 # - Yes: 16 independent probes divide the standard deviation by $\sqrt{16} = 4$, and leave the bias as it is.
-# - Roughly: the one-term bias is about $\mathrm{tr}(J^2)/2$ and a Gaussian probe's standard deviation about
-#   $\sqrt{2}\,\|J\|_F$; with all $d = 16$ singular values near $c$ these are $d c^2 / 2$ and $\sqrt{2d}\,c$, equal near
-#   $c \approx 0.7$. The block's own Jacobian is gentler than that worst case, so on the slider the crossing comes at a
-#   somewhat larger $c$.
+# - No, not on this block: even at $c = 0.99$ the one-term truncation error in the readout is a small fraction of the
+#   standard deviation. The one-term error is the tail $-\mathrm{tr}(J^2)/2 + \mathrm{tr}(J^3)/3 - \dots$, and
+#   $\mathrm{tr}(J^k) = \sum_i \lambda_i^k$ cancels for eigenvalues spread around the disk (section 1's figure); a
+#   Gaussian probe's standard deviation, about $\sqrt{2}\,\|J\|_F \approx \sqrt{2d}\,c^2$, has no such cancellation.
+#   A block whose eigenvalues all sat near $+L$ (a symmetric Jacobian, like notebook 02's tight branch) would be
+#   bias-dominated for $L$ close to 1.
 # </details>
 
 # %% [markdown]
@@ -448,7 +454,7 @@ exercises.check_terms_needed(answer_3, lipschitz=0.5, dim=10, tol=0.01)
 # 1. **Rademacher probes.** Repeat the bias/variance study with `probe="rademacher"` and predict the ratio of the two
 #    probes' variances from `logdet_study.hutchinson_variance` before you measure it.
 # 2. **A Poisson roulette.** `logdet.roulette_p`'s docstring argues that a Poisson count has infinite variance. Draw a few
-#    thousand estimates with `distribution="poisson", p=2.0` at $c = 0.9$ and look at the histogram's tail and at how
+#    thousand estimates with `distribution="poisson", p=2.0` at $c = 0.95$ and look at the histogram's tail and at how
 #    the sample standard deviation grows with the number of draws.
 # 3. **At $c = 1$.** With $J = -1$ in one dimension, $\ln\det(I + J) = \ln 0$. Write out the series' terms there and
 #    say why no number of terms (and no estimator) can work at $\mathrm{Lip}(g) = 1$.
@@ -461,8 +467,8 @@ exercises.check_terms_needed(answer_3, lipschitz=0.5, dim=10, tol=0.01)
 # - Hutchinson's estimator turns each trace into $v^\top J_g^k v$, built from $k$ vector-Jacobian products; Rademacher
 #   probes have less variance than Gaussian ones, and $m$ probes divide the standard deviation by $\sqrt m$.
 # - Truncating after $n$ terms is biased by at most $-d(\ln(1-L) + \sum_{k\le n} L^k/k)$ (Thm. 3); in practice the
-#   bias is far below the bound and, after a few terms, far below the standard deviation (Fig. 4). Close to $c = 1$
-#   the bias decays slowly: a block whose Lipschitz constant really reaches $c$ is needed to see it.
+#   bias is far below the bound and, after a few terms, far below the standard deviation (Fig. 4). Close to $L = 1$
+#   the bias decays slowly: a block whose Lipschitz constant really reaches its bound $c^m$ is needed to see it.
 # - The Russian-roulette estimator is unbiased for about the same average cost, with more variance; the Neumann-series
 #   gradient keeps memory constant in the number of terms.
 #

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from iresnet_mini import classification, config, course, exercises, models, plots, pretrained, widgets
+from iresnet_mini import blocks, classification, config, course, exercises, models, plots, pretrained, widgets
 from iresnet_mini.config import size
 
 device = course.setup()
@@ -215,7 +215,8 @@ print("true operator norms of three layers of the c=0.9 model (power iteration o
 
 # %%
 widgets.interactive_figure(partial(plots.draw_classifier, results=RESULTS), height="470px",
-                           c=widgets.c_choice([(label.removeprefix("c="), label) for label in RESULTS], value="c=0.9"))
+                           c=widgets.c_choice([(label.removeprefix("c="), label) for label in RESULTS], value="c=0.9",
+                                              layers=blocks.CONV_BRANCH_LAYERS))
 
 # %% [markdown]
 # <details><summary>Answers</summary>

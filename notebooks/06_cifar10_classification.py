@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from iresnet_mini import classification, config, course, data, exercises, facts, models, plots, pretrained, widgets
+from iresnet_mini import blocks, classification, config, course, data, exercises, facts, models, plots, pretrained, widgets
 from iresnet_mini.config import size
 
 device = course.setup()
@@ -149,7 +149,8 @@ plots.plot_layer_norms(RESULTS["vanilla"]);
 
 # %%
 widgets.interactive_figure(partial(plots.draw_classifier, results=RESULTS), height="470px",
-                           c=widgets.c_choice([(label.removeprefix("c="), label) for label in RESULTS], value="c=0.9"))
+                           c=widgets.c_choice([(label.removeprefix("c="), label) for label in RESULTS], value="c=0.9",
+                                              layers=blocks.CONV_BRANCH_LAYERS))
 
 # %% [markdown]
 # <details><summary>Answers</summary>

@@ -28,6 +28,8 @@
 # %%
 from functools import partial
 
+import matplotlib.pyplot as plt
+
 from IPython.display import Markdown, display
 
 from iresnet_mini import (classification, course, density, exercises, facts, logdet, logdet_study, models, plots,
@@ -158,32 +160,42 @@ studies = [logdet_study.bias_variance_study(b.branch, b.x, b.coeff, max_terms=si
 for b, s in zip(blocks, studies):
     crossing = next((int(n) for n, bias, std in zip(s.n_terms, s.truncation_error, s.std) if bias < std), None)
     print(f"{b.name}: crops {tuple(b.x.shape[1:])}, d = {s.dim}; certified Lip(g) <= {s.lipschitz_certified:.3f} "
-          f"(c = {b.coeff}), largest ||J_g(x)||_2 = {s.lipschitz:.3f}; |bias| < std from n = {crossing} terms")
+          f"(c = {b.coeff}: c^3 = {b.coeff ** 3:.3f}), largest ||J_g(x)||_2 = {s.lipschitz:.3f}; "
+          f"|bias| < std from n = {crossing} terms")
 fig = plots.plot_bias_variance(studies)
 for ax, b, s in zip(fig.axes, blocks, studies):
     ax.set_title(f"{b.name} (||J|| = {s.lipschitz:.2f}, d = {b.dim})")
 
 # %% [markdown]
 # How to read Fig. 4 for trained blocks:
-# - The **certified** bound on $\mathrm{Lip}(g)$, the product of the three layers' norms (each $\le c$), is already well
-#   below $c$, and the largest $\|J_g(x)\|_2$ on real inputs is lower still: the layers' top singular vectors do not
-#   line up, and the ELUs damp.
+# - The **certified** bound on $\mathrm{Lip}(g)$, the product of the three layers' norms (each $\le c$), is at most
+#   $c^3$ and often below it, and the largest $\|J_g(x)\|_2$ on real inputs is lower still: the layers' top singular
+#   vectors do not line up, and the ELUs damp.
 # - So the **exact bias** (solid line) falls like $\|J\|^n$, orders of magnitude below Thm. 3's bound (dashed), which
-#   must assume the worst case $L = c$ in every direction.
+#   must assume that every one of the $d$ eigenvalues sits at $L = \|J\|$, with the same sign.
 # - The **standard deviation** of one estimate (thick line) hardly depends on $n$: it comes from Hutchinson's probe
 #   and is dominated by the first term, $\mathrm{Var}(v^\top J v) = 2\|J_s\|_F^2$. After two or three terms the
 #   estimator is limited by its variance, not by its bias - the paper's choice of a few terms is justified, and more
 #   terms buy nothing but cost.
 #
-# **Try it:** the widget uses the exact Jacobian of the first block at one point. The $c$ slider rescales the trained
-# branch to $g_c = (c / 0.9)\, g$, a block with the trained block's shape whose Lipschitz constant is $c/0.9$ times
-# as large: watch how the bias curve flattens as $c \to 1$ while the spread grows. The number of probes divides the
-# spread by $\sqrt{m}$.
+# **Try it:** the widget uses the exact Jacobian of the first block at one point. What sets the bias is not $c$ but
+# the norm $\|J_g(x)\|_2$ the series actually sees: the trained block's is far below its bound $c^3$ (printed above).
+# So the slider sets that norm directly: it rescales the branch to $g_s = s\, g$ with $s$ chosen so that
+# $\|J_{g_s}(x)\|_2$ is the slider's value, a block with the trained block's shape and eigenvector structure. The
+# bias then falls like $\|J\|^n$: watch its curve flatten as the norm goes to 1 and drop steeply as it goes to 0.1,
+# while the spread grows with the norm. The number of probes divides the spread by $\sqrt{m}$. How far the curve moves
+# between the slider's ends:
 
 # %%
 jac = logdet.jacobian(blocks[0].branch, blocks[0].x[:1])[0].detach()
-draw = partial(plots.draw_trained_block_logdet, jac, blocks[0].coeff, n_draws=size("nb08.widget_draws"))
-widgets.interactive_figure(draw, c=widgets.c_slider(value=0.9, min=0.5, max=0.99),
+draw = partial(plots.draw_trained_block_logdet, jac, n_draws=size("nb08.widget_draws"))
+ends = {norm: draw(norm, 5, 1) for norm in (0.1, 0.5, 0.99)}
+for norm, (fig, numbers) in ends.items():
+    plt.close(fig)
+    print(f"||J_g(x)||_2 = {norm:4.2f}: |bias| with 5 terms = {abs(numbers['bias']):.1e} nats, std = {numbers['std']:.2f}")
+trained_norm = numbers["trained block's ||J_g(x)||_2"]
+print(f"(the trained block itself: ||J_g(x)||_2 = {trained_norm:.3f})")
+widgets.interactive_figure(draw, norm=widgets.lipschitz_slider(0.5, min=0.1, max=0.99),
                            n_terms=widgets.int_slider(3, 1, 20, description="series terms n"),
                            n_probes=widgets.int_slider(1, 1, 16, description="probes m"))
 

@@ -133,13 +133,6 @@ def test_the_figure_check_notices_a_missing_title_and_label():
     plt.close(fig)
 
 
-def test_c_choice_carries_the_slider_class_and_refuses_none():
-    slider = widgets.c_choice([("0.9", "c=0.9"), ("vanilla", "vanilla")], value="c=0.9")
-    assert widgets.C_SLIDER_CLASS in slider._dom_classes and slider.value == "c=0.9"
-    with pytest.raises(ValueError, match="cannot be None"):
-        widgets.c_choice([("vanilla", None)])
-
-
 def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers(capsys):
     assert exercises.check_branch_bound(0.9 ** 3, 1 / (1 - 0.9 ** 3))
     assert not exercises.check_branch_bound(0.9, 10.0)

@@ -289,19 +289,29 @@ def test_estimator_panel_shows_the_chosen_estimator(comparison):
         plots.draw_density_estimator(comparison, "exact")
 
 
-def test_trained_block_panel_follows_c_terms_and_probes():
+def test_trained_block_panel_follows_the_norm_terms_and_probes():
     branch = logdet_study.study_branch(12, 0.9, init="random")
     jac = logdet.jacobian(branch, torch.randn(1, 12, dtype=torch.float64))[0].detach()
     readouts = {}
-    for key, (c, n, m) in {"base": (0.9, 2, 1), "small c": (0.6, 2, 1), "more terms": (0.9, 20, 1),
-                           "more probes": (0.9, 2, 16)}.items():
-        fig, readouts[key] = plots.draw_trained_block_logdet(jac, 0.9, c, n, m, n_draws=200)
+    for key, (norm, n, m) in {"base": (0.9, 2, 1), "small norm": (0.3, 2, 1), "more terms": (0.9, 20, 1),
+                              "more probes": (0.9, 2, 16), "five terms": (0.9, 5, 1),
+                              "five terms, small norm": (0.3, 5, 1)}.items():
+        fig, readouts[key] = plots.draw_trained_block_logdet(jac, norm, n, m, n_draws=200)
         plt.close(fig)
-    assert readouts["small c"]["||J_g(x)||"] == pytest.approx(readouts["base"]["||J_g(x)||"] * 0.6 / 0.9)
-    assert abs(readouts["more terms"]["bias"]) < 1e-6 < abs(readouts["base"]["bias"])
+    trained = float(torch.linalg.matrix_norm(jac, ord=2))
+    assert readouts["base"]["trained block's ||J_g(x)||_2"] == pytest.approx(trained)
+    assert readouts["base"]["||J_g(x)||_2 (set)"] == pytest.approx(0.9)  # the control sets the norm itself
+    assert readouts["small norm"]["||J_g(x)||_2 (set)"] == pytest.approx(0.3)
+    # the bias curve moves visibly: the bias at n terms scales like norm^(n + 1), (0.3 / 0.9)^6 ~ 1e-3 at n = 5
+    assert abs(readouts["five terms, small norm"]["bias"]) < 1e-2 * abs(readouts["five terms"]["bias"])
+    assert readouts["small norm"]["|bias| at 20 terms"] < readouts["base"]["|bias| at 20 terms"]
+    assert abs(readouts["more terms"]["bias"]) < 1e-1 * abs(readouts["base"]["bias"])
     assert readouts["more probes"]["std"] == pytest.approx(readouts["base"]["std"] / 4, rel=1e-9)
-    exact = float(torch.linalg.slogdet(torch.eye(12, dtype=torch.float64) + jac).logabsdet)
+    scaled = (0.9 / trained) * jac
+    exact = float(torch.linalg.slogdet(torch.eye(12, dtype=torch.float64) + scaled).logabsdet)
     assert readouts["base"]["exact ln det"] == pytest.approx(exact)
+    with pytest.raises(ValueError, match="norm must be in"):
+        plots.draw_trained_block_logdet(jac, 1.0, 2, 1)
 
 
 def test_exercise_checks_accept_the_solutions_and_reject_slips(capsys):

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iresnet_mini import dynamics, exercises, plots
+from iresnet_mini import dynamics, exercises, lipschitz, plots
 from iresnet_mini.config import size
 from iresnet_mini.invertibility import lipschitz_upper_bound
 from iresnet_mini.lipschitz import certify
@@ -125,10 +125,13 @@ def test_bad_inputs_are_rejected_with_clear_messages():
         dynamics.residual_stack(1, 2, coeff=1.0)
 
 
-def test_residual_stack_bounds_each_branch_by_c():
-    stack = constrained_stack(2, 3, 0.7, seed=0)
+def test_residual_stack_bounds_each_layer_by_c_and_each_branch_by_c_to_the_m():
+    stack = constrained_stack(2, 3, 0.7, seed=0)  # weights 5x too large: the normalisation binds
+    m = dynamics.BRANCH_LAYERS
     for block in stack:
-        assert lipschitz_upper_bound(block.branch, (2,)) <= 0.7 + 1e-9
+        norms = [lipschitz.operator_norm(layer, (layer.in_features,)) for layer in lipschitz.lipschitz_layers(block.branch)]
+        assert len(norms) == m and norms == pytest.approx([0.7] * m, rel=1e-6)  # c is a per-layer bound
+        assert lipschitz_upper_bound(block.branch, (2,)) == pytest.approx(0.7 ** m, rel=1e-6)
 
 
 # --- trained models: what notebook 01 shows ------------------------------------------------

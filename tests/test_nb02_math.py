@@ -209,14 +209,16 @@ def test_tight_branch_rejects_bad_arguments():
 
 # --- the widget's draw function and figures ---------------------------------------------------
 def test_draw_inverse_demo_readout_changes_with_c_and_power_iterations():
-    fig_a, a = plots.draw_inverse_demo(0.5, 50, 20)
-    fig_b, b = plots.draw_inverse_demo(0.9, 50, 20)
-    fig_c, c = plots.draw_inverse_demo(0.9, 1, 20)
-    fig_d, d = plots.draw_inverse_demo(1.3, 1, 20)
-    assert a["true Lip(g)"] == pytest.approx(0.5, rel=1e-3) and b["true Lip(g)"] == pytest.approx(0.9, rel=1e-3)
+    # c bounds each of the branch's two layers, so the tight branch ends at Lip(g) = c^2
+    fig_a, a = plots.draw_inverse_demo(0.7, 50, 20)
+    fig_b, b = plots.draw_inverse_demo(0.95, 50, 20)
+    fig_c, c = plots.draw_inverse_demo(0.95, 1, 20)
+    fig_d, d = plots.draw_inverse_demo(1.2, 1, 20)
+    assert a["true Lip(g)"] == pytest.approx(0.49, rel=1e-3) and b["true Lip(g)"] == pytest.approx(0.9025, rel=1e-3)
+    assert a["c (each layer)"] == 0.7
     assert a["error after 20 iterations"] < b["error after 20 iterations"]
     assert c["true Lip(g)"] > 1 and c["observed rate per iteration"] > 1  # lagging estimate: it breaks
-    assert d["true Lip(g)"] == pytest.approx(1.3) and d["observed rate per iteration"] > 1
+    assert d["true Lip(g)"] == pytest.approx(1.44) and d["observed rate per iteration"] > 1
     for fig in (fig_a, fig_b, fig_c, fig_d):
         assert all(ax.get_title() and ax.get_ylabel() for ax in fig.axes)
         plt.close(fig)

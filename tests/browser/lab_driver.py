@@ -81,12 +81,13 @@ def missing_prerequisites() -> list[str]:
 
 
 def notebooks_with_c_slider(folder: Path) -> list[Path]:
-    """The notebooks in ``folder`` that build a Lipschitz-coefficient slider."""
-    return sorted(p for p in folder.glob("*.ipynb") if "c_slider(" in p.read_text(encoding="utf-8"))
+    """The notebooks in ``folder`` that build a Lipschitz slider (over c, or a norm as in notebook 08)."""
+    return sorted(p for p in folder.glob("*.ipynb")
+                  if any(name in p.read_text(encoding="utf-8") for name in ("c_slider(", "lipschitz_slider(")))
 
 
 def demo_notebook(draw_uses_c: bool = True) -> nbformat.NotebookNode:
-    """A two-cell notebook with one ``interactive_figure`` on a ``c_slider``.
+    """A two-cell notebook with one ``interactive_figure`` on a Lipschitz slider (no bound in its readout).
 
     With ``draw_uses_c=False`` the draw function ignores the slider (a broken wiring the
     test must notice).
@@ -103,12 +104,12 @@ def demo_notebook(draw_uses_c: bool = True) -> nbformat.NotebookNode:
         "    ax.legend(loc='upper left')\n"
         "    return fig, {'Lip(g)': c_drawn, 'Lip(F^-1) <=': 1 / (1 - c_drawn)}\n"
         "\n"
-        "interactive_figure(draw, c=c_slider())"
+        "interactive_figure(draw, c=lipschitz_slider(0.9, 0.1, 0.99, description='Lip(g)'))"
     )
     return new_notebook(
         cells=[new_markdown_cell("# Browser test: one Lipschitz-coefficient slider"),
                new_code_cell("import matplotlib.pyplot as plt\nimport numpy as np\n"
-                             "from iresnet_mini.widgets import c_slider, interactive_figure"),
+                             "from iresnet_mini.widgets import interactive_figure, lipschitz_slider"),
                new_code_cell(draw)],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}})
