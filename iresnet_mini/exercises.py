@@ -15,21 +15,50 @@ import math
 
 from .logdet import truncation_error_bound
 
-__all__ = ["CORRECT", "NOT_YET", "NOT_ANSWERED", "verdict", "not_answered", "answers", "close_to"]
+__all__ = ["CORRECT", "NOT_YET", "NOT_ANSWERED", "Verdict", "verdict", "not_answered", "answers", "close_to"]
 
 CORRECT, NOT_YET, NOT_ANSWERED = "Correct: ", "Not yet: ", "Not answered yet: "
 
 
-def verdict(ok: bool, success: str, hint: str) -> bool:
-    """Print a friendly verdict; returns ok."""
+class Verdict:
+    """A check's outcome, true when the answer is right.
+
+    It behaves like the bool it holds (``if check(...)``, ``assert check(...)``, ``== True``) but
+    shows nothing as a cell's last value: the check has already printed its verdict, and a
+    notebook would otherwise add a bare ``True`` or ``False`` under it.
+    """
+
+    __slots__ = ("ok",)
+
+    def __init__(self, ok: bool):
+        self.ok = bool(ok)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __eq__(self, other) -> bool:
+        return self.ok == bool(other) if isinstance(other, (bool, Verdict)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.ok)
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.ok})"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing (IPython calls this instead of showing the repr)."""
+
+
+def verdict(ok: bool, success: str, hint: str) -> Verdict:
+    """Print a friendly verdict; returns whether ok, as a :class:`Verdict`."""
     print((CORRECT + success) if ok else (NOT_YET + hint))
-    return bool(ok)
+    return Verdict(ok)
 
 
-def not_answered(what: str = "replace the placeholder (None or ...) in the cell with your answer") -> bool:
-    """Print that the exercise is still open; returns False (an open exercise is not an error)."""
+def not_answered(what: str = "replace the placeholder (None or ...) in the cell with your answer") -> Verdict:
+    """Print that the exercise is still open; returns a false :class:`Verdict` (an open exercise is not an error)."""
     print(NOT_ANSWERED + what + ", then run the cell again.")
-    return False
+    return Verdict(False)
 
 
 def _is_placeholder(value) -> bool:
@@ -70,7 +99,7 @@ HUTCHINSON_J = ((0.3, 0.2), (-0.1, 0.4))  # the 2x2 Jacobian of exercise 03.2
 
 
 @answers('answer')
-def check_truncation_bound(answer, lipschitz: float = 0.5, dim: int = 2, n_terms: int = 3) -> bool:
+def check_truncation_bound(answer, lipschitz: float = 0.5, dim: int = 2, n_terms: int = 3) -> Verdict:
     """Ex. 03.1: the Thm. 3 bound on the error of the series truncated after n_terms."""
     target = truncation_error_bound(lipschitz, dim, n_terms)
     return verdict(close_to(answer, target, rtol=1e-3),
@@ -80,7 +109,7 @@ def check_truncation_bound(answer, lipschitz: float = 0.5, dim: int = 2, n_terms
 
 
 @answers('estimate_v1', 'estimate_v2')
-def check_hutchinson_2x2(estimate_v1, estimate_v2) -> bool:
+def check_hutchinson_2x2(estimate_v1, estimate_v2) -> Verdict:
     """Ex. 03.2: v^T J v for the Rademacher probes v1 = (1, 1) and v2 = (1, -1), J = HUTCHINSON_J."""
     (a, b), (c, d) = HUTCHINSON_J
     targets = (a + b + c + d, a - b - c + d)
@@ -92,7 +121,7 @@ def check_hutchinson_2x2(estimate_v1, estimate_v2) -> bool:
 
 
 @answers('answer')
-def check_terms_needed(answer, lipschitz: float = 0.5, dim: int = 10, tol: float = 0.01) -> bool:
+def check_terms_needed(answer, lipschitz: float = 0.5, dim: int = 10, tol: float = 0.01) -> Verdict:
     """Ex. 03.3: the smallest n for which the Thm. 3 bound is at most tol."""
     n = 1
     while truncation_error_bound(lipschitz, dim, n) > tol:
@@ -108,7 +137,7 @@ __all__ += ["check_branch_bound", "check_block_inverse", "check_feature_size", "
 
 
 @answers('lip_g', 'lip_inverse')
-def check_branch_bound(lip_g, lip_inverse, coeff: float = 0.9, n_layers: int = 3) -> bool:
+def check_branch_bound(lip_g, lip_inverse, coeff: float = 0.9, n_layers: int = 3) -> Verdict:
     """Ex. 05.1: a branch of n_layers layers of norm <= c has Lip(g) <= c^n; one block's Lip(F^-1) <= 1/(1 - that)."""
     target_g = coeff ** n_layers
     target_inverse = 1 / (1 - target_g)
@@ -120,7 +149,7 @@ def check_branch_bound(lip_g, lip_inverse, coeff: float = 0.9, n_layers: int = 3
 
 
 @answers('x')
-def check_block_inverse(block, y, x, atol: float = 1e-4) -> bool:
+def check_block_inverse(block, y, x, atol: float = 1e-4) -> Verdict:
     """Ex. 05.2: x inverts the residual block, i.e. block(x) = x + g(x) equals y to atol."""
     import torch
 
@@ -135,7 +164,7 @@ def check_block_inverse(block, y, x, atol: float = 1e-4) -> bool:
 
 
 @answers('n_features', 'n_zeros')
-def check_feature_size(n_features, n_zeros, preset: str = "paper", in_shape=(3, 32, 32)) -> bool:
+def check_feature_size(n_features, n_zeros, preset: str = "paper", in_shape=(3, 32, 32)) -> Verdict:
     """Ex. 06.1: numbers in one image's features, and how many of them are injective zero padding."""
     from .models import IResNetClassifier, classifier_config
 
@@ -150,7 +179,7 @@ def check_feature_size(n_features, n_zeros, preset: str = "paper", in_shape=(3, 
 
 
 @answers('true_class', 'predicted_class')
-def check_confusion(true_class, predicted_class, predictions, labels, classes) -> bool:
+def check_confusion(true_class, predicted_class, predictions, labels, classes) -> Verdict:
     """Ex. 06.2: the most frequent confusion (true class, predicted class) among the predictions."""
     import torch
 
@@ -177,7 +206,7 @@ __all__ += ["check_min_slope", "check_crossing_counter", "check_banach_iteration
 
 
 @answers('answer')
-def check_min_slope(answer, lipschitz: float = 0.5, depth: int = 8) -> bool:
+def check_min_slope(answer, lipschitz: float = 0.5, depth: int = 8) -> Verdict:
     """Ex. 01.1: the smallest slope F'(x) a depth-T stack of 1D blocks with Lip(g_t) <= L can have."""
     target = (1 - lipschitz) ** depth
     return verdict(close_to(answer, target, rtol=1e-3),
@@ -188,7 +217,7 @@ def check_min_slope(answer, lipschitz: float = 0.5, depth: int = 8) -> bool:
 
 
 @answers('count_flips')
-def check_crossing_counter(count_flips) -> bool:
+def check_crossing_counter(count_flips) -> Verdict:
     """Ex. 01.2: a function (before, after) -> number of pairs whose order flips, on hidden test cases."""
     g = torch.Generator().manual_seed(0)
     cases = [(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([2.0, 1.0, 0.0])),
@@ -213,7 +242,7 @@ def check_crossing_counter(count_flips) -> bool:
 
 
 @answers('answer')
-def check_banach_iterations(answer, lipschitz: float = 0.9, tol: float = 1e-6, first_step: float = 1.0) -> bool:
+def check_banach_iterations(answer, lipschitz: float = 0.9, tol: float = 1e-6, first_step: float = 1.0) -> Verdict:
     """Ex. 02.1: the fewest fixed-point iterations for which Banach's bound guarantees ||x - x_k|| <= tol."""
     target = banach_iterations(lipschitz, tol, first_step)
     ok = isinstance(answer, (int, float)) and not isinstance(answer, bool) and answer == target
@@ -223,7 +252,7 @@ def check_banach_iterations(answer, lipschitz: float = 0.9, tol: float = 1e-6, f
 
 
 @answers('lip_F', 'lip_F_inv')
-def check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz: float = 0.75) -> bool:
+def check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz: float = 0.75) -> Verdict:
     """Ex. 02.2: the bounds on Lip(F) and Lip(F^-1) for F = id + g with Lip(g) = L."""
     ok = close_to(lip_F, 1 + lipschitz, rtol=1e-6) and close_to(lip_F_inv, 1 / (1 - lipschitz), rtol=1e-6)
     return verdict(ok, f"Lip(F) <= {1 + lipschitz:g} and Lip(F^-1) <= {1 / (1 - lipschitz):g}.",
@@ -232,7 +261,7 @@ def check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz: float = 0.75) -> bool
 
 
 @answers("factor")
-def check_conv_normalised(layer, factor, input_shape=(4, 16, 16), target: float = 0.9) -> bool:
+def check_conv_normalised(layer, factor, input_shape=(4, 16, 16), target: float = 0.9) -> Verdict:
     """Ex. 02.3: ``factor`` rescales the conv's weight to operator norm ``target`` on inputs of ``input_shape``.
 
     The layer itself is left as it is: the check measures a rescaled copy.
@@ -260,7 +289,7 @@ __all__ += ["check_logdet_2x2", "check_density_mass", "check_checkerboard_entrop
 
 
 @answers('logdet_2x2')
-def check_logdet_2x2(logdet_2x2) -> bool:
+def check_logdet_2x2(logdet_2x2) -> Verdict:
     """Ex. 04.1: a function J (batch, 2, 2) -> log det(I + J) per sample, by the closed 2x2 formula."""
     g = torch.Generator().manual_seed(4)
     jac = torch.randn(64, 2, 2, generator=g, dtype=torch.float64)
@@ -282,7 +311,7 @@ def check_logdet_2x2(logdet_2x2) -> bool:
 
 
 @answers('mass')
-def check_density_mass(mass, log_p_grid, extent) -> bool:
+def check_density_mass(mass, log_p_grid, extent) -> Verdict:
     """Ex. 04.2: the probability mass of a learned density on its plotted grid (a Riemann sum)."""
     n = log_p_grid.shape[0]
     cell = ((extent[1] - extent[0]) / (n - 1)) * ((extent[3] - extent[2]) / (n - 1))
@@ -295,7 +324,7 @@ def check_density_mass(mass, log_p_grid, extent) -> bool:
 
 
 @answers('answer')
-def check_checkerboard_entropy(answer) -> bool:
+def check_checkerboard_entropy(answer) -> Verdict:
     """Ex. 04.3: the entropy of the checkerboard data (uniform on 8 squares of side 2), in nats."""
     ok = close_to(answer, math.log(32.0), rtol=1e-4)
     return verdict(ok, f"log 32 = {math.log(32.0):.4f} nats: a uniform density 1/A has entropy log A.",
@@ -308,7 +337,7 @@ __all__ += ["check_bits_per_dim", "check_logit_logdet", "check_log_density_from_
 
 
 @answers('answer')
-def check_bits_per_dim(answer, log_prob_nats: float, n_dims: int) -> bool:
+def check_bits_per_dim(answer, log_prob_nats: float, n_dims: int) -> Verdict:
     """Ex. 07.2: bits/dim of one 8-bit image from the model's log p(x) (nats) of its dequantised version."""
     target = -float(log_prob_nats) / (n_dims * math.log(2)) + 8
     return verdict(close_to(answer, target, rtol=1e-4),
@@ -319,7 +348,7 @@ def check_bits_per_dim(answer, log_prob_nats: float, n_dims: int) -> bool:
 
 
 @answers('logdet_nats', 'bits_shift')
-def check_logit_logdet(logdet_nats, bits_shift, x: float = 0.5, alpha: float = 0.05, n_dims: int = 784) -> bool:
+def check_logit_logdet(logdet_nats, bits_shift, x: float = 0.5, alpha: float = 0.05, n_dims: int = 784) -> Verdict:
     """Ex. 07.1: log|det dy/dx| of the logit transform for an image whose every pixel is x, and its bits/dim shift."""
     s = alpha + (1 - 2 * alpha) * x
     target = n_dims * math.log((1 - 2 * alpha) / (s * (1 - s)))
@@ -332,7 +361,7 @@ def check_logit_logdet(logdet_nats, bits_shift, x: float = 0.5, alpha: float = 0
 
 
 @answers('answer')
-def check_log_density_from_bits(answer, bits: float = 3.45, n_dims: int = 3072) -> bool:
+def check_log_density_from_bits(answer, bits: float = 3.45, n_dims: int = 3072) -> Verdict:
     """Ex. 08.1: the log-density log p(x) in nats per image that a model with ``bits`` bits/dim assigns."""
     target = (8 - bits) * n_dims * math.log(2)
     return verdict(close_to(answer, target, rtol=1e-4),
@@ -342,7 +371,7 @@ def check_log_density_from_bits(answer, bits: float = 3.45, n_dims: int = 3072) 
 
 
 @answers('answer')
-def check_probes_needed(answer, std_one_probe: float, target: float) -> bool:
+def check_probes_needed(answer, std_one_probe: float, target: float) -> Verdict:
     """Ex. 08.2: the fewest probes m for which the std of the averaged estimate, std_1 / sqrt(m), is <= target."""
     m = max(1, math.ceil((std_one_probe / target) ** 2 - 1e-9))
     ok = isinstance(answer, (int, float)) and not isinstance(answer, bool) and answer == m
@@ -387,7 +416,7 @@ def _matches(result, expected: torch.Tensor, rtol: float = 1e-8, atol: float = 1
 
 
 @answers("power_iteration")
-def check_power_iteration(power_iteration) -> bool:
+def check_power_iteration(power_iteration) -> Verdict:
     """Ex. 02.4: power_iteration(W, u, n_steps) -> sigma_hat, against the package's on the same W and start u."""
     from .lipschitz import LipschitzLinear
 
@@ -418,7 +447,7 @@ def check_power_iteration(power_iteration) -> bool:
 
 
 @answers("normalise")
-def check_spectral_normalisation(normalise) -> bool:
+def check_spectral_normalisation(normalise) -> Verdict:
     """Ex. 02.5: normalise(W, sigma_hat, c) -> W / max(1, sigma_hat / c), against the package's layer."""
     from .lipschitz import LipschitzLinear
 
@@ -449,7 +478,7 @@ def check_spectral_normalisation(normalise) -> bool:
 
 
 @answers("inverse")
-def check_fixed_point_inverse(inverse) -> bool:
+def check_fixed_point_inverse(inverse) -> Verdict:
     """Ex. 02.6: inverse(g, y, atol, max_iter) -> (x, iterations) with the package's stopping rule (Alg. 1)."""
     from .blocks import fixed_point_inverse
     from .invertibility import tight_branch
@@ -477,7 +506,7 @@ def check_fixed_point_inverse(inverse) -> bool:
 
 
 @answers("series_logdet")
-def check_series_logdet(series_logdet) -> bool:
+def check_series_logdet(series_logdet) -> Verdict:
     """Ex. 03.4: series_logdet(g, x, v, n_terms) by vector-Jacobian products, against power_series_logdet."""
     from .logdet import draw_probe, power_series_logdet
     from .lipschitz import LipschitzLinear
@@ -506,7 +535,7 @@ def check_series_logdet(series_logdet) -> bool:
 
 
 @answers("roulette_weights")
-def check_roulette_weights(roulette_weights) -> bool:
+def check_roulette_weights(roulette_weights) -> Verdict:
     """Ex. 03.5: roulette_weights(n_exact, n_extra, p) -> the weight of every computed term; unbiased in the mean."""
     for n_exact, n_extra, p in ((2, 0, 0.5), (2, 3, 0.5), (1, 5, 0.25)):
         expected = [1.0] * n_exact + [1.0 / (1.0 - p) ** m for m in range(1, n_extra + 1)]
@@ -531,7 +560,7 @@ def check_roulette_weights(roulette_weights) -> bool:
 
 
 @answers("log_prob")
-def check_flow_log_prob(log_prob) -> bool:
+def check_flow_log_prob(log_prob) -> Verdict:
     """Ex. 04.4: log_prob(flow, x) by change of variables, against toyflows.exact_log_prob on the same flow."""
     from .toyflows import exact_log_prob, iresnet_flow
 

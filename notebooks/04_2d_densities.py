@@ -308,8 +308,8 @@ print(f"NLL on 1000 test points: set_estimator('exact') {nll_reference:.6f}, exa
 # python -m iresnet_mini.bench toy --dataset 8gaussians --minutes 5
 # ```
 #
-# For comparison, Residual Flows' own toy script (100 blocks of width 128 and a stochastic log-det estimator) needs
-# about 2 s per step on two cores.
+# For comparison, Residual Flows' own toy script uses far more and wider blocks with a stochastic log-det estimator:
+# each of its steps costs many of ours.
 #
 # ## 7. Try it
 #

@@ -65,8 +65,8 @@ device = course.setup()
 #
 # Our `cpu` preset uses the logit transform with $\alpha = 10^{-6}$ on MNIST. Most MNIST pixels are background, all
 # dequantised into the thin slab $[0, 1/256)$; the logit spreads that slab out, so the flow need not build the huge
-# expansion itself. On one CPU core, after the same 2.7 minutes of training, the training loss was about 1.7 bits/dim
-# with the logit transform and about 3.0 with $x - 0.5$.
+# expansion itself. How much that helps within a short CPU budget is an open problem at the end of this lesson
+# (Going further, 4).
 
 # %%
 x_test = density.test_images("mnist", size("nb07.test_images"), device=device)
@@ -149,9 +149,12 @@ print(f"{'total':>28}: {breakdown.bits_per_dim:.4f} bits/dim on the first {len(x
 fig = plots.plot_bits_breakdown(breakdown)
 
 # %% [markdown]
-# Every log-likelihood term *lowers* the bits/dim below 8. The priors score how Gaussian the latents are; the
-# log-determinants pay for the volume the flow squeezes together where the data are. Here is the model beside the
-# paper's Table 4 (the shipped model trained for minutes on a CPU, the paper's for days on GPUs):
+# The terms add up to the total, and their signs say what each does. The priors score how Gaussian the latents are:
+# a density below 1 per dimension costs bits, so their term is positive. A log-determinant lowers the bits/dim where
+# its layer *expands* volume around the data (spreading the thin data region over the latent Gaussian) and raises it
+# where it contracts; the model is free to split that work between ActNorm and the residual blocks, so read their
+# signs off the printout above rather than expecting one rule. Here is the model beside the paper's Table 4 (the
+# shipped model trained for minutes on a CPU, the paper's for days on GPUs):
 
 # %%
 ours = {f"ours, first {len(x_test):,} test images": breakdown.bits_per_dim}
@@ -185,8 +188,8 @@ exercises.check_bits_per_dim(bits_answer, log_p, n_dims=784)
 # A positive $\log p$ (a density above 1 on $[0,1)^{784}$) gives fewer than 8 bits/dim.
 
 # %% [markdown]
-# **Think!** Every ActNorm and residual layer lowers the bits/dim by squeezing volume around the data. Could a flow keep
-# lowering them forever by squeezing harder?
+# **Think!** A flow lowers the bits/dim by expanding the volume around the training images (their log-determinants
+# grow). Could it keep lowering them forever by expanding harder?
 
 # %% [markdown]
 # <details><summary>Discussion</summary>
@@ -312,6 +315,9 @@ for record in history[-3:]:
 # 2. **LipSwish.** Train the `tiny` density preset with `model={"activation": "lipswish"}` and compare.
 # 3. **Temperature.** Draw samples at temperatures 0.5, 0.7 and 1.0 and evaluate their own bits/dim under the model:
 #    what do colder samples gain and lose?
+# 4. **Logit or $x - 0.5$?** Train the `cpu` preset twice for the same few minutes, once with `logit_alpha=1e-6` and
+#    once with the paper's $x - 0.5$ (`train.make_config(..., logit_alpha=None)`), and compare the test bits/dim: how
+#    much of the flow's work does the logit transform do for it?
 
 # %% [markdown]
 # ## Summary

@@ -20,16 +20,16 @@ def test_a_placeholder_answer_is_reported_as_not_answered(name, capsys):
     check = CHECKS[name]
     parameters = inspect.signature(check).parameters
     required = [p for p in parameters.values() if p.default is inspect.Parameter.empty]
-    assert check(*[None] * len(required)) is False
+    assert isinstance(result := check(*[None] * len(required)), exercises.Verdict) and not result
     assert capsys.readouterr().out.startswith(exercises.NOT_ANSWERED)
-    assert check(*[...] * len(required)) is False  # the other placeholder a stub may hold
+    assert not check(*[...] * len(required))  # the other placeholder a stub may hold
     assert capsys.readouterr().out.startswith(exercises.NOT_ANSWERED)
 
 
 def test_a_wrong_answer_is_not_yet_and_a_right_one_correct(capsys):
-    assert exercises.check_min_slope(0.5) is False
+    assert not exercises.check_min_slope(0.5) and exercises.check_min_slope(0.5) == False  # noqa: E712
     assert capsys.readouterr().out.startswith(exercises.NOT_YET)
-    assert exercises.check_min_slope(0.5 ** 8) is True
+    assert exercises.check_min_slope(0.5 ** 8) == True  # noqa: E712
     assert capsys.readouterr().out.startswith(exercises.CORRECT)
 
 
@@ -130,3 +130,11 @@ def test_flow_log_prob_check():
     assert not exercises.check_flow_log_prob(lambda flow, x: _log_prob(flow, x, base=False))  # no -d/2 ln 2 pi
     with torch.no_grad():
         assert math.isfinite(float(_log_prob(toyflows.iresnet_flow(n_blocks=1, hidden=4), torch.zeros(2, 2)).sum()))
+
+
+def test_a_verdict_is_a_bool_that_shows_nothing_in_a_notebook():
+    right, wrong = exercises.Verdict(True), exercises.Verdict(False)
+    assert right and not wrong and right == True and wrong == False  # noqa: E712
+    assert right != wrong and {right: 1}[exercises.Verdict(True)] == 1
+    assert right._ipython_display_() is None  # IPython calls this instead of printing the repr
+    assert repr(wrong) == "Verdict(False)"
