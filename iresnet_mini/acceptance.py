@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import train
+from . import throughput, train
 from .config import describe, get_device
 from .files import write_atomically
 
@@ -64,7 +64,7 @@ def _throughput(device: str, sizes: dict) -> dict:
     preset = sizes["throughput_presets"]
     results = {}
     for task, dataset in (("classify", "cifar10"), ("density", "mnist")):
-        r = train.bench_throughput(task, dataset, preset, sizes["throughput_batch"][task], steps=5, device=device)
+        r = throughput.bench_throughput(task, dataset, preset, sizes["throughput_batch"][task], steps=5, device=device)
         results[f"{task}-{dataset}-{preset}"] = r
         _say(f"  {task} {dataset} {preset} preset, batch {r['batch_size']}: {r['seconds_per_step']:.3f} s per step, "
              f"{r['images_per_s']:,.0f} images/s ({r['params']:,} parameters)")

@@ -4,7 +4,7 @@
   time, inverse by plain fixed-point iteration and by Anderson acceleration (iterations and
   time to a residual of 1e-6), and the cost of each log-det estimator per series term,
   with ratios against the forward pass measured in the same process.
-* ``toy``: 2D density training against the clock (``iresnet_mini.toyflows``).
+* ``toy``: 2D density training against the clock (``iresnet_mini.lessons.nb04.toyflows``).
 * ``throughput``: training images per second of the image models (``iresnet_mini.train``).
 * ``step-profile``: dispatcher operators and host synchronisations per training step, per preset.
 * ``gpu``: the GPU acceptance run (``iresnet_mini.acceptance``); ``--device cpu --smoke`` tests it.
@@ -18,7 +18,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from . import blocks, config, logdet
+from . import blocks, config, logdet, throughput
 
 
 def timed(fn, repeats: int | None = None) -> float:
@@ -156,7 +156,7 @@ def step_profile(task: str, dataset: str, preset: str, batch_size: int = 2, devi
     """
     from . import train
 
-    config, dev, model, step_fn, optimizer, x, y = train.synthetic_setup(task, dataset, preset, batch_size, device)
+    config, dev, model, step_fn, optimizer, x, y = throughput.synthetic_setup(task, dataset, preset, batch_size, device)
     loss_sum = torch.zeros((), device=dev)
 
     def check(loss):  # what the loop checks before an update
@@ -203,7 +203,7 @@ def main(argv=None) -> None:
     if args.what == "blocks":
         bench_blocks()
     elif args.what == "toy":
-        from .toyflows import bench_main
+        from .lessons.nb04.toyflows import bench_main
         bench_main(args.dataset, args.minutes, seed=args.seed)
     elif args.what == "step-profile":
         print(f"{'task':<9} {'data':<8} {'preset':<6} {'params':>10} {'ops/step':>9} {'syncs/step':>10}  sync ops")
@@ -212,7 +212,7 @@ def main(argv=None) -> None:
             print(f"{task:<9} {dataset:<8} {preset:<6} {r['params']:>10,} {r['ops']:>9,} {r['syncs']:>10}  "
                   f"{r['sync_ops']}", flush=True)
     else:
-        from .train import bench_throughput
+        from .throughput import bench_throughput
         result = bench_throughput(args.task, args.dataset, args.preset, args.batch_size, args.steps,
                                   device=args.device)
         print(result)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from . import data, plots
-from .config import describe, get_device, set_mode, seed_everything
+from . import data
+from .config import describe, get_device, seed_everything, set_mode
+from .lessons import figures
 
 __all__ = ["setup"]
 
@@ -36,7 +37,7 @@ def setup(threads: int | None = None, seed: int = 0, mode: str | None = None, do
     if mode is not None:
         set_mode(mode)
     data.allow_downloads(download)
-    plots.set_theme()
+    figures.set_theme()
     seed_everything(seed)
     # Every figure a lesson shows is computed in full float32: on recent GPUs convolutions (and, if
     # enabled, matrix products) would otherwise run in TF32 and give other digits than on a CPU.

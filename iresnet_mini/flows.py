@@ -1,21 +1,32 @@
-"""Normalising-flow pieces: ActNorm, Squeeze, i-ResNet flow layers, a sequential flow, bits/dim.
+"""Normalising-flow pieces: ActNorm, Squeeze, i-ResNet flow layers, affine coupling, flows, bits/dim.
 
-Every flow layer has ``forward(x) -> (y, logdet)`` (log|det dy/dx| per sample) and
-``inverse(y) -> x`` (normflows' interface). Change of variables (paper Sec. 3):
+**The flow contract.** Every invertible piece is a module with
+
+* ``forward(x) -> (y, logdet)``: the map and log|det dy/dx|, one number per sample;
+* ``inverse(y) -> x``: the inverse map, in closed form or by iteration;
+* ``last_inverse_info``: what the latest inverse reports, an :class:`InverseInfo` (iterations,
+  residual, converged) for an iterative inverse and ``None`` for a closed-form one.
+
+ActNorm, Squeeze, the i-ResNet layer (:class:`ResidualFlowLayer`), the Glow-style affine coupling
+(:class:`AffineCoupling`, the baseline of Fig. 2 and Table 3) and the classifier's step follow it,
+and ``tests/test_flow_contract.py`` checks every one of them the same way (round trip, log-det
+against the exact Jacobian, diagnostics). Change of variables (paper Sec. 3):
 log p(x) = log p_z(F(x)) + sum of the layers' log-determinants.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn as nn
 
-from .blocks import InvertibleResidualBlock
+from .blocks import InverseInfo, InvertibleResidualBlock
+from .lipschitz import get_activation
 
 __all__ = [
-    "ActNorm", "Squeeze", "ResidualFlowLayer", "SequentialFlow", "StandardNormal",
-    "DiagonalGaussian", "bits_per_dim", "set_estimator",
+    "ActNorm", "Squeeze", "ResidualFlowLayer", "AffineCoupling", "coupling_flow", "SequentialFlow",
+    "StandardNormal", "DiagonalGaussian", "bits_per_dim", "set_estimator", "using_estimator",
 ]
 
 
@@ -34,6 +45,8 @@ class ActNorm(nn.Module):
     Whether that has happened is a Python attribute (``is_initialized``), so that a forward pass
     never reads a tensor back to the host; the ``initialized`` buffer carries it in checkpoints.
     """
+
+    last_inverse_info = None  # closed-form inverse
 
     def __init__(self, num_channels: int, eps: float = 1e-6):
         super().__init__()
@@ -83,6 +96,8 @@ class ActNorm(nn.Module):
 class Squeeze(nn.Module):
     """Space-to-depth: (B, C, H, W) -> (B, 4C, H/2, W/2); volume preserving (log-det 0)."""
 
+    last_inverse_info = None  # closed-form inverse
+
     def forward(self, x):
         if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
             raise ValueError(f"Squeeze needs (batch, C, H, W) with even H and W, got {tuple(x.shape)}")
@@ -113,6 +128,67 @@ class ResidualFlowLayer(nn.Module):
     def inverse(self, y):
         return self.block.inverse(y, **self.inverse_kwargs)
 
+    @property
+    def last_inverse_info(self) -> InverseInfo | None:
+        """The fixed-point iteration's report of the latest inverse (Alg. 1)."""
+        return self.block.last_inverse_info
+
+
+class AffineCoupling(nn.Module):
+    """RealNVP/Glow affine coupling: x_b -> x_b * exp(s(x_a)) + t(x_a), x_a = the masked-in part.
+
+    ``mask`` (0/1, shape (dim,)) marks the coordinates passed through unchanged. The log-scale
+    is bounded, s = scale * tanh(raw s), and the last layer starts at zero (identity map). Its
+    Jacobian is triangular: the log-det is the sum of s, and the inverse is in closed form.
+    """
+
+    last_inverse_info = None  # closed-form inverse
+
+    def __init__(self, mask: torch.Tensor, hidden: int = 128, n_hidden_layers: int = 3,
+                 activation: str = "relu"):
+        super().__init__()
+        mask = torch.as_tensor(mask, dtype=torch.float32)
+        if mask.dim() != 1 or not bool(((mask == 0) | (mask == 1)).all()) or mask.sum() in (0, mask.numel()):
+            raise ValueError(f"mask must be a 1D 0/1 tensor with both values present, got {mask.tolist()}")
+        dim = mask.numel()
+        self.register_buffer("mask", mask)
+        widths = [dim] + [hidden] * n_hidden_layers
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), get_activation(activation)]
+        last = nn.Linear(hidden, 2 * dim)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*layers, last)
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def _scale_shift(self, x_a):
+        raw_s, t = self.net(x_a).chunk(2, dim=1)
+        free = 1 - self.mask
+        return self.scale * torch.tanh(raw_s) * free, t * free
+
+    def forward(self, x):
+        s, t = self._scale_shift(x * self.mask)
+        return x * torch.exp(s) + t, s.sum(1)
+
+    def inverse(self, y):
+        s, t = self._scale_shift(y * self.mask)
+        return (y - t) * torch.exp(-s)
+
+
+def coupling_flow(dim: int = 2, n_layers: int = 16, hidden: int = 64, n_hidden_layers: int = 3,
+                  activation: str = "relu", actnorm: bool = True) -> SequentialFlow:
+    """The Glow-style baseline of Fig. 2: [ActNorm] then n_layers x (coupling, [ActNorm]), masks alternating."""
+    if not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    layers: list[nn.Module] = [ActNorm(dim)] if actnorm else []
+    for i in range(n_layers):
+        mask = (torch.arange(dim) % 2 == i % 2).float()
+        layers.append(AffineCoupling(mask, hidden, n_hidden_layers, activation))
+        if actnorm:
+            layers.append(ActNorm(dim))
+    return SequentialFlow(layers, event_shape=(dim,))
+
 
 def set_estimator(module: nn.Module, estimator: str, **estimator_kwargs) -> None:
     """Use ``estimator`` (with these options) in every residual flow layer inside ``module``."""
@@ -122,6 +198,20 @@ def set_estimator(module: nn.Module, estimator: str, **estimator_kwargs) -> None
     for m in module.modules():
         if isinstance(m, InvertibleResidualBlock):
             m.estimator, m.estimator_kwargs = estimator, dict(estimator_kwargs)
+
+
+@contextlib.contextmanager
+def using_estimator(model: nn.Module, estimator: str, **estimator_kwargs):
+    """``estimator`` in every residual layer of ``model`` inside the block; after it, the model's own.
+
+    The model's own is the one its configuration names (``model.config.estimator`` and
+    ``estimator_kwargs``), the estimator it trains with.
+    """
+    set_estimator(model, estimator, **estimator_kwargs)
+    try:
+        yield model
+    finally:
+        set_estimator(model, model.config.estimator, **model.config.estimator_kwargs)
 
 
 class StandardNormal(nn.Module):
@@ -135,8 +225,9 @@ class StandardNormal(nn.Module):
         d = z[0].numel()
         return -0.5 * (z.reshape(z.shape[0], -1) ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi)
 
-    def sample(self, n, generator=None, device=None, dtype=None):
-        return torch.randn((n, *self.shape), generator=generator, device=device, dtype=dtype)
+    def sample(self, n, generator=None, device=None, dtype=None, temperature: float = 1.0):
+        """n draws, the standard deviation scaled by ``temperature``."""
+        return temperature * torch.randn((n, *self.shape), generator=generator, device=device, dtype=dtype)
 
 
 class DiagonalGaussian(StandardNormal):
@@ -151,13 +242,16 @@ class DiagonalGaussian(StandardNormal):
         eps = (z - self.mean) * torch.exp(-self.log_std)
         return super().log_prob(eps) - self.log_std.sum()
 
-    def sample(self, n, generator=None, device=None, dtype=None):
-        eps = super().sample(n, generator, self.mean.device, self.mean.dtype)
+    def sample(self, n, generator=None, device=None, dtype=None, temperature: float = 1.0):
+        """n draws around the mean, the standard deviation scaled by ``temperature``."""
+        eps = super().sample(n, generator, self.mean.device, self.mean.dtype, temperature)
         return self.mean + torch.exp(self.log_std) * eps
 
 
 class SequentialFlow(nn.Module):
     """x -> z through the layers in order; log p(x) = log p_z(z) + sum of log-dets (Sec. 3)."""
+
+    last_inverse_info = None  # each layer reports its own inverse (``layer.last_inverse_info``)
 
     def __init__(self, layers, base: nn.Module | None = None, event_shape=None):
         super().__init__()

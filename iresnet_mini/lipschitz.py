@@ -12,6 +12,7 @@ the layer's input), not on the reshaped kernel matrix, whose norm is not the ope
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 
 import torch
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 __all__ = [
     "LipschitzLinear", "LipschitzConv2d", "LipSwish", "get_activation", "ACTIVATIONS",
     "operator_norm", "reshaped_kernel_norm", "frozen_power_iteration", "lipschitz_layers",
-    "certify", "check_coeff",
+    "certify", "check_coeff", "layer_input_shapes", "lipschitz_upper_bound",
 ]
 
 _FROZEN = False
@@ -313,6 +314,48 @@ def reshaped_kernel_norm(layer: nn.Module) -> float:
     """
     weight = _effective_weight(layer).double()
     return float(torch.linalg.matrix_norm(weight.reshape(weight.shape[0], -1), ord=2))
+
+
+@torch.no_grad()
+def layer_input_shapes(module: nn.Module, run, layers=None) -> dict[nn.Module, tuple]:
+    """One sample's input shape for each of ``layers`` (default: every Linear and Conv2d of ``module``).
+
+    ``run()`` makes one forward pass that goes through the layers (e.g. ``lambda: module(x)``); a
+    convolution's operator norm depends on the size of the images it sees, so it is measured on
+    these shapes. The first shape a layer sees counts; the hooks are removed afterwards.
+    """
+    if layers is None:
+        layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    shapes: dict[nn.Module, tuple] = {}
+
+    def record(layer, inputs, _output):
+        shapes.setdefault(layer, tuple(inputs[0].shape[1:]))
+
+    hooks = [layer.register_forward_hook(record) for layer in layers]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+@torch.no_grad()
+def lipschitz_upper_bound(branch: nn.Module, input_shape) -> float:
+    """Lip(g) <= prod_i ||W_i||_2 (true operator norms, 1-Lipschitz activations; paper Sec. 2).
+
+    ``input_shape`` is one sample's shape, e.g. (d,) or (C, H, W); each layer's input shape is
+    found by running a copy of the branch once in eval mode (a conv layer that sees a new input
+    size re-learns its power-iteration vectors; the copy keeps the caller's branch untouched).
+    """
+    branch = copy.deepcopy(branch).eval()
+    layers = [m for m in branch.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not layers:
+        raise ValueError("the branch has no Linear or Conv2d layer to bound")
+    param = next(branch.parameters())
+    shapes = layer_input_shapes(
+        branch, lambda: branch(torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device)), layers)
+    return math.prod(operator_norm(m, shapes[m]) for m in layers)
 
 
 # --- activations (each 1-Lipschitz) ---------------------------------------------------------

@@ -196,21 +196,38 @@ class ClassifierStep(nn.Module):
             channels, width, coeff=coeff, activation=activation,
             n_power_iterations=n_power_iterations, preactivation=preactivation))
 
-    def forward(self, x):
+    def features(self, x):
+        """The step's map alone, without its log-determinant (all that classification needs)."""
         if self.squeeze is not None:
             x, _ = self.squeeze(x)
         if self.actnorm is not None:
             x, _ = self.actnorm(x)
         return self.block(x)
 
+    def forward(self, x):
+        """(y, log|det dy/dx|) per sample, the flow contract; the block's log-det by its estimator."""
+        logdet = x.new_zeros(x.shape[0])
+        if self.squeeze is not None:
+            x, _ = self.squeeze(x)
+        if self.actnorm is not None:
+            x, ld = self.actnorm(x)
+            logdet = logdet + ld
+        y, ld = self.block.forward_with_logdet(x)
+        return y, logdet + ld
+
     def inverse(self, y, max_iter: int = 100, atol: float | None = None):
-        """(x, InverseInfo): the block by fixed-point iteration (Alg. 1), ActNorm and squeeze in closed form."""
-        x, info = self.block.inverse(y, max_iter=max_iter, atol=atol, return_info=True, warn=False)
+        """x: the block by fixed-point iteration (Alg. 1, its report in ``last_inverse_info``), ActNorm and
+        squeeze in closed form."""
+        x = self.block.inverse(y, max_iter=max_iter, atol=atol, warn=False)
         if self.actnorm is not None:
             x = self.actnorm.inverse(x)
         if self.squeeze is not None:
             x = self.squeeze.inverse(x)
-        return x, info
+        return x
+
+    @property
+    def last_inverse_info(self):
+        return self.block.last_inverse_info
 
 
 class IResNetClassifier(nn.Module):
@@ -241,7 +258,7 @@ class IResNetClassifier(nn.Module):
             x, _ = self.init_squeeze(x)
         x = self.pad(x)
         for step in self.steps:
-            x = step(x)
+            x = step.features(x)
         return x
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
@@ -262,8 +279,8 @@ class IResNetClassifier(nn.Module):
         """
         infos, x = [], z
         for step in reversed(self.steps):
-            x, info = step.inverse(x, max_iter=max_iter, atol=atol)
-            infos.append(info)
+            x = step.inverse(x, max_iter=max_iter, atol=atol)
+            infos.append(step.last_inverse_info)
             if not torch.isfinite(x).all():
                 x = z.new_full((z.shape[0], *self.config.in_shape), float("nan"))
                 return (x, infos) if return_info else x
@@ -354,11 +371,7 @@ class MultiScaleFlow(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         """n samples: z_i from the priors (std scaled by ``temperature``), then the inverse flow."""
-        zs = []
-        for prior in self.priors:
-            eps = torch.randn((n, *prior.shape), generator=generator, device=prior.mean.device)
-            zs.append(prior.mean + temperature * torch.exp(prior.log_std) * eps)
-        return self.inverse(zs)
+        return self.inverse([prior.sample(n, generator, temperature=temperature) for prior in self.priors])
 
 
 def build_model(config: ClassifierConfig | FlowConfig) -> nn.Module:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
+from . import cli, models, throughput, train
 from . import data as _data
-from . import models, train
 from .config import get_device
 from .files import locked, write_atomically
 
@@ -248,11 +248,11 @@ def load_or_train(name: str, train_now: bool = False, run_dir: str | os.PathLike
                 + f". To train that recipe: {recipe.command(run_dir)}")
         return model, config, info
     argv = recipe.argv() + ["--out", str(run_dir), "--resume", "--device", str(get_device(device))]
-    estimate = train.estimate_run(train.config_from_args(train._parser().parse_args(argv)))
+    estimate = throughput.estimate_run(cli.config_from_args(cli.parser().parse_args(argv)))
     print(f"training {name} now: about {_duration(estimate['seconds'])} on {estimate['device']} "
           f"({estimate['seconds_per_step']:.3g} s per step, measured, x {estimate['steps']:,} steps); "
           f"re-running this resumes it from {run_dir}.\nIn a terminal: {recipe.command(run_dir)}", flush=True)
-    if train.main(argv + ([] if progress else ["--no-progress"])) != 0:
+    if cli.main(argv + ([] if progress else ["--no-progress"])) != 0:
         raise RuntimeError(f"training failed (see the error above): {recipe.command(run_dir)}")
     model, config, info = _run_info(run_dir, recipe, name, "trained")
     return model.to(get_device(device)), config, info

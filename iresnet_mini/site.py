@@ -169,12 +169,13 @@ def slider_frames(folder: Path, cs=FRAME_CS) -> list[dict]:
     """Notebook 01's widget figure for each c in ``cs``: PNGs in ``folder`` and their readouts."""
     import matplotlib.pyplot as plt
 
-    from . import plots, widgets
+    from .lessons import widgets
+    from .lessons.nb01 import figures
 
     folder.mkdir(parents=True, exist_ok=True)
     frames = []
     for c in cs:
-        fig, numbers = plots.draw_dynamics(c, False, depth=6, task="abs")
+        fig, numbers = figures.draw_dynamics(c, False, depth=6, task="abs")
         name = f"c_{c:.2f}.png"
         fig.savefig(folder / name, dpi=90, bbox_inches="tight")
         plt.close(fig)

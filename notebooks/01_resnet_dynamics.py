@@ -30,7 +30,10 @@
 import ipywidgets
 import torch
 
-from iresnet_mini import course, dynamics, exercises, invertibility, plots, widgets
+from iresnet_mini import course
+from iresnet_mini.lessons import widgets
+from iresnet_mini.lessons.nb01 import checks, dynamics, figures
+from iresnet_mini.lessons.nb02 import invertibility
 from iresnet_mini.config import size
 
 course.setup(threads=1)  # the models are tiny: one CPU thread
@@ -108,7 +111,7 @@ print("(no increasing map gets below 0.229)")
 # network against the target; the shaded band marks where $F'(x) \le 0$.
 
 # %%
-fig = plots.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
+fig = figures.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
 
 # %% [markdown]
 # The plain ResNet fits $|x|$, and to do so its trajectories swing wildly and cross again and again: between two
@@ -154,7 +157,7 @@ fig = plots.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
 # %%
 for coeff, stack in ((None, plain), (C, iresnet)):
     numbers = dynamics.measure(stack, "abs", GRID)
-    print(f"{plots.model_label(coeff):>20}: " + ", ".join(f"{k} = {v:.4g}" for k, v in numbers.items()))
+    print(f"{figures.model_label(coeff):>20}: " + ", ".join(f"{k} = {v:.4g}" for k, v in numbers.items()))
 print(f"c = {C}: Lip(g_t) <= L = c^2 = {L:.2f}; Thm. 1 guarantees min det >= (1 - L)^d = {(1 - L) ** 1:.4g} "
       "for the i-ResNet (d = 1)")
 print(f"and its inverse is at most (1 - L)^-T = {(1 - L) ** -DEPTH:.2g}-Lipschitz (T = {DEPTH} blocks)")
@@ -171,7 +174,7 @@ print(f"and its inverse is at most (1 - L)^-T = {(1 - L) ** -DEPTH:.2g}-Lipschit
 plain2d, plain2d_mse = dynamics.trained_stack("fold", DEPTH, None, STEPS, n_train=size("nb01.n_train"))
 iresnet2d, iresnet2d_mse = dynamics.trained_stack("fold", DEPTH, C, STEPS, n_train=size("nb01.n_train"))
 print(f"training MSE: ResNet {plain2d_mse:.4f}, i-ResNet {iresnet2d_mse:.4f}")
-fig = plots.plot_dynamics({None: plain2d, C: iresnet2d}, "fold", GRID)
+fig = figures.plot_dynamics({None: plain2d, C: iresnet2d}, "fold", GRID)
 
 # %% [markdown]
 # Left: the image of a square grid under the whole network (the dotted square is the input domain); the vertical
@@ -184,13 +187,13 @@ fig = plots.plot_dynamics({None: plain2d, C: iresnet2d}, "fold", GRID)
 # How does the ResNet get there? The grid after each layer, and where each layer folds:
 
 # %%
-fig = plots.plot_grid_through_depth({None: plain2d, C: iresnet2d})
+fig = figures.plot_grid_through_depth({None: plain2d, C: iresnet2d})
 
 # %%
-fig = plots.plot_layer_folds({None: plain2d, C: iresnet2d}, GRID)
+fig = figures.plot_layer_folds({None: plain2d, C: iresnet2d}, GRID)
 for coeff, stack in ((None, plain2d), (C, iresnet2d)):
     numbers = dynamics.measure(stack, "fold", GRID)
-    print(f"{plots.model_label(coeff):>20}: " + ", ".join(f"{k} = {v:.4g}" for k, v in numbers.items()))
+    print(f"{figures.model_label(coeff):>20}: " + ", ".join(f"{k} = {v:.4g}" for k, v in numbers.items()))
 print(f"Thm. 1 guarantees min det >= (1 - L)^d = {(1 - L) ** 2:.4g} for the i-ResNet (d = 2, L = {L:.2f})")
 
 # %% [markdown]
@@ -227,7 +230,7 @@ print(f"Thm. 1 guarantees min det >= (1 - L)^d = {(1 - L) ** 2:.4g} for the i-Re
 
 # %%
 demo = widgets.interactive_figure(
-    plots.draw_dynamics,
+    figures.draw_dynamics,
     height="440px",
     c=widgets.c_slider(C, layers=dynamics.BRANCH_LAYERS),
     unconstrained=ipywidgets.Checkbox(value=False, description="no constraint (plain ResNet)"),
@@ -260,7 +263,7 @@ demo
 
 # %% tags=["exercise"]
 answer = None  # your number here
-exercises.check_min_slope(answer, lipschitz=0.5, depth=8)
+checks.check_min_slope(answer, lipschitz=0.5, depth=8)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** Each block has $F_t'(x) = 1 + g_t'(x) \ge 1 - L = 0.5$, and the chain rule multiplies the slopes of the 8 blocks:
@@ -269,7 +272,7 @@ exercises.check_min_slope(answer, lipschitz=0.5, depth=8)
 
 # %% tags=["solution"]
 answer = (1 - 0.5) ** 8
-exercises.check_min_slope(answer, lipschitz=0.5, depth=8)
+checks.check_min_slope(answer, lipschitz=0.5, depth=8)
 
 
 # %% [markdown]
@@ -283,7 +286,7 @@ def count_flips(before, after):
     ...  # your code here: return the number of pairs whose order flips
 
 
-exercises.check_crossing_counter(count_flips)
+checks.check_crossing_counter(count_flips)
 
 
 # %% [markdown] tags=["solution"]
@@ -297,7 +300,7 @@ def count_flips(before, after):
     return int((d_before * d_after < 0).sum()) // 2
 
 
-exercises.check_crossing_counter(count_flips)
+checks.check_crossing_counter(count_flips)
 states = dynamics.trajectory(plain, dynamics.grid_inputs(1, GRID))[..., 0]
 print(count_flips(states[0], states[1]), dynamics.count_crossings(states[:2]))
 

@@ -31,7 +31,9 @@ import math
 
 import torch
 
-from iresnet_mini import blocks, course, exercises, invertibility, lipschitz, plots, widgets
+from iresnet_mini import blocks, course, lipschitz
+from iresnet_mini.lessons import widgets
+from iresnet_mini.lessons.nb02 import checks, figures, invertibility
 from iresnet_mini.config import size
 
 course.setup(threads=1)  # every computation here is small: one CPU thread
@@ -84,13 +86,13 @@ print(f"reconstruction error max|x_k - x| = {float((x_rec - x).abs().max()):.1e}
 # spiral outwards into an endless oscillation. $\mathrm{Lip}(g) < 1$ is what makes the *algorithm* work.
 
 # %%
-fig, axes = plots.subplots(1, 2, width=4.6, height=4.6)
+fig, axes = figures.subplots(1, 2, width=4.6, height=4.6)
 x_star = torch.tensor([[0.5]], dtype=torch.float64)  # the preimage we are looking for
 for ax, L in zip(axes, (0.7, 1.5)):
     g1 = invertibility.tight_branch(1, L, spectral_norm=False, sign=1)
     with torch.no_grad():
         y1 = float(x_star + g1(x_star))
-    path = plots.plot_cobweb(ax, g1, y1, 12, f"Lip(g) = {L}: " + ("converges" if L < 1 else "oscillates"))
+    path = figures.plot_cobweb(ax, g1, y1, 12, f"Lip(g) = {L}: " + ("converges" if L < 1 else "oscillates"))
     print(f"Lip(g) = {L}: iterates " + ", ".join(f"{p:.3f}" for p in path[:7]) + ", ...  (x* = 0.5)")
 
 # %% [markdown]
@@ -123,7 +125,7 @@ traces = {
 for name, (estimates, true) in traces.items():
     print(f"{name}: true norm {true:.4f}; sigma_hat after 0, 1, 5 steps: "
           f"{estimates[0]:.4f}, {estimates[1]:.4f}, {estimates[5]:.4f}")
-fig = plots.plot_power_iteration(traces)
+fig = figures.plot_power_iteration(traces)
 
 # %% [markdown]
 # An underestimate is not harmless. If $\hat\sigma < \|W\|_2$, the layer is divided by too little and its true norm
@@ -150,14 +152,14 @@ for n in (0, 1, 2, 3, 5, 10, 30):
 #
 # Write the power iteration for a dense matrix $W$: from the unit vector `u`, take `n_steps` steps
 # $v \leftarrow W^\top u / \|W^\top u\|$, $u \leftarrow W v / \|W v\|$, and return $\hat\sigma = u^\top W v$.
-# `exercises.check_power_iteration` runs yours and the package's on the same $W$ and start, after 1, 3 and 30 steps.
+# `checks.check_power_iteration` runs yours and the package's on the same $W$ and start, after 1, 3 and 30 steps.
 
 # %% tags=["exercise"]
 def power_iteration(W, u, n_steps):
     ...  # your code: n_steps steps from the unit vector u, then return sigma_hat
 
 
-exercises.check_power_iteration(power_iteration)
+checks.check_power_iteration(power_iteration)
 
 
 # %% [markdown] tags=["solution"]
@@ -173,7 +175,7 @@ def power_iteration(W, u, n_steps):
     return float(u @ (W @ v))
 
 
-exercises.check_power_iteration(power_iteration)
+checks.check_power_iteration(power_iteration)
 
 
 # %% [markdown]
@@ -184,7 +186,7 @@ def normalise(W, sigma_hat, c):
     ...  # your code: the rescaled weight
 
 
-exercises.check_spectral_normalisation(normalise)
+checks.check_spectral_normalisation(normalise)
 
 
 # %% [markdown] tags=["solution"]
@@ -196,7 +198,7 @@ def normalise(W, sigma_hat, c):
     return W / max(1.0, sigma_hat / c)
 
 
-exercises.check_spectral_normalisation(normalise)
+checks.check_spectral_normalisation(normalise)
 
 # %% [markdown]
 # The package's layers do exactly this, in a few lines that `LipschitzLinear` and `LipschitzConv2d` share (for a
@@ -241,7 +243,7 @@ for s in size("nb02.conv_sizes"):
     op = lipschitz.operator_norm(conv, shape, method=method, n_iter=size("nb02.norm_power_iters"))
     rows.append({"size": s, "operator": op, "reshaped": reshaped})
     print(f"input 16x{s}x{s}: operator norm {op:.4f}, reshaped-kernel norm {reshaped:.4f}, ratio {op / reshaped:.2f}")
-fig = plots.plot_conv_norms(rows)
+fig = figures.plot_conv_norms(rows)
 print(f"normalising the reshaped kernel to c = 0.9 leaves a true norm of {0.9 * rows[-1]['operator'] / reshaped:.3f} "
       f"on {rows[-1]['size']}x{rows[-1]['size']} inputs")
 
@@ -275,7 +277,7 @@ for L in (0.5, 0.9, 0.99):
     }
     digits = -math.log10(L)  # decimal digits gained per iteration at rate L
     print(f"L = {L}: {digits:.3f} decimal digits per iteration, {1 / digits:.0f} iterations per digit")
-fig = plots.plot_inverse_convergence(results)
+fig = figures.plot_inverse_convergence(results)
 
 # %% [markdown]
 # The fixed-point errors (solid) fall on straight lines in the log plot: geometric convergence, with slope
@@ -314,7 +316,7 @@ def inverse(g, y, atol, max_iter):
     ...  # your code: return x, iterations
 
 
-exercises.check_fixed_point_inverse(inverse)
+checks.check_fixed_point_inverse(inverse)
 
 
 # %% [markdown] tags=["solution"]
@@ -333,7 +335,7 @@ def inverse(g, y, atol, max_iter):
     return x, max_iter
 
 
-exercises.check_fixed_point_inverse(inverse)
+checks.check_fixed_point_inverse(inverse)
 
 # %% [markdown]
 # The package's loop (`InvertibleResidualBlock.inverse` adds the warning when it does not converge):
@@ -377,7 +379,7 @@ for L in (0.1, 0.3, 0.5, 0.7, 0.9, 0.95):
         lip_F, lip_F_inv = invertibility.bi_lipschitz_constants(branch, x_with_zero)
         kind = f"$g = {'-' if sign < 0 else '+'}W^\\top \\mathrm{{elu}}(Wx)$"
         rows.append({"L": L, "kind": kind, "lip_F": lip_F, "lip_F_inv": lip_F_inv})
-fig = plots.plot_bi_lipschitz(rows)
+fig = figures.plot_bi_lipschitz(rows)
 worst = max(max(r["lip_F"] / invertibility.bi_lipschitz_bounds(r["L"])[0],
                 r["lip_F_inv"] / invertibility.bi_lipschitz_bounds(r["L"])[1]) for r in rows)
 print(f"largest measured / bound over all branches: {worst:.6f} "
@@ -400,7 +402,7 @@ print(f"largest measured / bound over all branches: {worst:.6f} "
 
 # %%
 demo = widgets.interactive_figure(
-    plots.draw_inverse_demo,
+    figures.draw_inverse_demo,
     height="420px",
     c=widgets.c_slider(0.95, min=0.1, max=1.3, layers=2),
     power_iterations=widgets.int_slider(30, 0, 30, description="power iterations"),
@@ -430,7 +432,7 @@ demo
 
 # %% tags=["exercise"]
 answer = None  # a whole number
-exercises.check_banach_iterations(answer, lipschitz=0.9, tol=1e-6, first_step=1.0)
+checks.check_banach_iterations(answer, lipschitz=0.9, tol=1e-6, first_step=1.0)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** We need $0.9^k / (1 - 0.9) \le 10^{-6}$, i.e. $k \ge \log(10^{-7}) / \log(0.9) \approx 153$. Rounding up:
@@ -438,7 +440,7 @@ exercises.check_banach_iterations(answer, lipschitz=0.9, tol=1e-6, first_step=1.
 # %% tags=["solution"]
 import math
 answer = math.ceil(math.log(1e-6 * (1 - 0.9) / 1.0) / math.log(0.9))  # 153
-exercises.check_banach_iterations(answer, lipschitz=0.9, tol=1e-6, first_step=1.0)
+checks.check_banach_iterations(answer, lipschitz=0.9, tol=1e-6, first_step=1.0)
 
 # %% [markdown] tags=["solution"]
 # `invertibility.banach_iterations(0.9, 1e-6, 1.0)` computes the same.
@@ -449,7 +451,7 @@ exercises.check_banach_iterations(answer, lipschitz=0.9, tol=1e-6, first_step=1.
 
 # %% tags=["exercise"]
 lip_F, lip_F_inv = None, None  # your two numbers
-exercises.check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz=0.75)
+checks.check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz=0.75)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** $\mathrm{Lip}(F) \le 1 + 0.75 = 1.75$ and $\mathrm{Lip}(F^{-1}) \le 1 / (1 - 0.75) = 4$: the inverse may amplify a
@@ -457,7 +459,7 @@ exercises.check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz=0.75)
 
 # %% tags=["solution"]
 lip_F, lip_F_inv = 1 + 0.75, 1 / (1 - 0.75)
-exercises.check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz=0.75)
+checks.check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz=0.75)
 
 # %% [markdown]
 # ### Exercise 3: normalise a convolution correctly
@@ -468,14 +470,14 @@ exercises.check_bi_lipschitz_bounds(lip_F, lip_F_inv, lipschitz=0.75)
 torch.manual_seed(1)
 my_conv = lipschitz.LipschitzConv2d(4, 4, 3, coeff=None).double()
 factor = None  # your code: the number to multiply my_conv.weight by
-exercises.check_conv_normalised(my_conv, factor, input_shape=(4, 16, 16), target=0.9)
+checks.check_conv_normalised(my_conv, factor, input_shape=(4, 16, 16), target=0.9)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** Measure the operator norm on the right input shape and divide the target by it:
 
 # %% tags=["solution"]
 factor = 0.9 / lipschitz.operator_norm(my_conv, (4, 16, 16))
-exercises.check_conv_normalised(my_conv, factor, input_shape=(4, 16, 16), target=0.9)
+checks.check_conv_normalised(my_conv, factor, input_shape=(4, 16, 16), target=0.9)
 
 # %% [markdown] tags=["solution"]
 # The norm is for *this* input size; on larger images it is slightly larger again (section 3).

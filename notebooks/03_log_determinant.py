@@ -29,7 +29,9 @@ import functools
 import numpy as np
 import torch
 
-from iresnet_mini import course, exercises, logdet, logdet_study, plots, widgets
+from iresnet_mini import course, logdet
+from iresnet_mini.lessons import widgets
+from iresnet_mini.lessons.nb03 import checks, figures, logdet_study
 from iresnet_mini.config import size
 
 device = course.setup(threads=1)  # the tensors here are tiny: one CPU thread
@@ -76,7 +78,7 @@ blocks = {c: logdet_study.study_branch(DIM, c).to(device) for c in CS}
 # %%
 jacobians = {c: logdet.jacobian(blocks[c], x).detach() for c in CS}
 eigenvalues = {c: torch.linalg.eigvals(jac).cpu().numpy() for c, jac in jacobians.items()}
-fig = plots.plot_jacobian_spectrum(eigenvalues, layers=LAYERS)
+fig = figures.plot_jacobian_spectrum(eigenvalues, layers=LAYERS)
 for c, jac in jacobians.items():
     det = torch.linalg.det(torch.eye(DIM, dtype=jac.dtype, device=device) + jac)
     print(f"c = {c}: largest |lambda| = {np.abs(eigenvalues[c]).max():.3f},  smallest det(I + J_g) = {det.min():.3g}")
@@ -95,7 +97,7 @@ for c, jac in jacobians.items():
 # %%
 partial = {c: logdet_study.series_partial_sums(jacobians[c][:1], MAX_TERMS)[0].cpu().numpy() for c in CS}
 exact = {c: float(logdet.exact_logdet(blocks[c], x[:1]).detach()) for c in CS}
-fig = plots.plot_partial_sums(partial, exact)
+fig = figures.plot_partial_sums(partial, exact)
 
 # %% [markdown]
 # The partial sums oscillate around the exact value (the signs alternate) and settle within a few terms for
@@ -158,7 +160,7 @@ def series_logdet(g, x, v, n_terms):
     ...  # your code: one value per sample
 
 
-exercises.check_series_logdet(series_logdet)
+checks.check_series_logdet(series_logdet)
 
 
 # %% [markdown] tags=["solution"]
@@ -177,7 +179,7 @@ def series_logdet(g, x, v, n_terms):
     return total.detach()
 
 
-exercises.check_series_logdet(series_logdet)
+checks.check_series_logdet(series_logdet)
 
 # %% [markdown]
 # The package's estimators share this core (with more probes, weights for the roulette, and the Neumann gradient):
@@ -212,7 +214,7 @@ for n in (1, 2, 5, 10, 20):
 
 # %%
 studies = {c: logdet_study.bias_variance_study(blocks[c], x, c, MAX_TERMS, N_REPEATS) for c in CS}
-fig = plots.plot_bias_variance(list(studies.values()))
+fig = figures.plot_bias_variance(list(studies.values()))
 for c, s in studies.items():
     print(f"c = {c} (||J_g(x)||_2 up to {s.lipschitz:.3f}, certified Lip(g) <= {s.lipschitz_certified:.3f}), "
           f"mean exact ln det = {s.exact.mean():.3f}")
@@ -235,7 +237,7 @@ for c, s in studies.items():
 by_probe = {"gaussian": list(studies.values()),
             "rademacher": [logdet_study.bias_variance_study(blocks[c], x, c, MAX_TERMS, N_REPEATS,
                                                             probe="rademacher") for c in CS]}
-fig = plots.plot_probe_comparison(by_probe)
+fig = figures.plot_probe_comparison(by_probe)
 for s_g, s_r in zip(*by_probe.values()):
     print(f"c = {s_g.c}: std with {MAX_TERMS} terms  gaussian {s_g.std[-1]:.3f}  rademacher {s_r.std[-1]:.3f}")
 
@@ -288,7 +290,7 @@ for c, group in roulettes.items():
 
 c = 0.95
 series_errors = logdet_study.estimator_draws(blocks[c], x, 3, N_REPEATS).cpu().numpy() - studies[c].exact
-fig = plots.plot_roulette_vs_series(studies[c], roulettes[c], series_errors, series_terms=3)
+fig = figures.plot_roulette_vs_series(studies[c], roulettes[c], series_errors, series_terms=3)
 
 # %% [markdown]
 # Left: the roulette's mean error is zero within its error bars, where the series with the same average number of
@@ -310,7 +312,7 @@ def roulette_weights(n_exact, n_extra, p):
     ...  # your code: a list of n_exact + n_extra numbers
 
 
-exercises.check_roulette_weights(roulette_weights)
+checks.check_roulette_weights(roulette_weights)
 
 
 # %% [markdown] tags=["solution"]
@@ -322,7 +324,7 @@ def roulette_weights(n_exact, n_extra, p):
     return [1.0] * n_exact + [1.0 / (1.0 - p) ** m for m in range(1, n_extra + 1)]
 
 
-exercises.check_roulette_weights(roulette_weights)
+checks.check_roulette_weights(roulette_weights)
 
 # %% [markdown]
 # The package draws $N$ on the host and builds the same weights; its default $p$ keeps the variance finite for the
@@ -350,7 +352,7 @@ cost_block = logdet_study.study_branch(cost_dim, 0.9, dtype=torch.float32).to(de
 x_cost = torch.randn(cost_batch, cost_dim, device=device)
 rows = [logdet_study.gradient_cost(cost_block, x_cost, n, neumann, n_repeats=size("nb03.cost_repeats"))
         for n in size("nb03.cost_terms") for neumann in (False, True)]
-fig = plots.plot_gradient_cost(rows)
+fig = figures.plot_gradient_cost(rows)
 print(f"block d = {cost_dim}, batch {cost_batch}, float32 on {device}")
 for r in rows:
     kind = "Neumann " if r["neumann_gradient"] else "backprop"
@@ -370,7 +372,7 @@ for r in rows:
 # - with one term, is the estimate's error ever dominated by its bias rather than its spread, for any $c$?
 
 # %%
-draw = functools.partial(plots.draw_logdet_estimator, dim=DIM, n_draws=size("nb03.widget_draws"), max_terms=MAX_TERMS)
+draw = functools.partial(figures.draw_logdet_estimator, dim=DIM, n_draws=size("nb03.widget_draws"), max_terms=MAX_TERMS)
 widgets.interactive_figure(draw, c=widgets.c_slider(0.95, layers=LAYERS),
                            n_terms=widgets.int_slider(5, 1, 30, description="series terms n"),
                            n_samples=widgets.int_slider(1, 1, 16, description="probes per estimate"))
@@ -400,25 +402,25 @@ widgets.interactive_figure(draw, c=widgets.c_slider(0.95, layers=LAYERS),
 import math
 
 answer_1 = None  # your number
-exercises.check_truncation_bound(answer_1, lipschitz=0.5, dim=2, n_terms=3)
+checks.check_truncation_bound(answer_1, lipschitz=0.5, dim=2, n_terms=3)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** $-d\,(\ln(1-L) + L + L^2/2 + L^3/3) = -2\,(\ln 0.5 + 0.5 + 0.125 + 0.041\overline{6}) = -2\,(-0.69315 + 0.66667) \approx 0.0530$.
 
 # %% tags=["solution"]
 answer_1 = -2 * (math.log(1 - 0.5) + 0.5 + 0.5**2 / 2 + 0.5**3 / 3)
-exercises.check_truncation_bound(answer_1, lipschitz=0.5, dim=2, n_terms=3)
+checks.check_truncation_bound(answer_1, lipschitz=0.5, dim=2, n_terms=3)
 
 # %% [markdown]
 # **Exercise 2 (Hutchinson by hand).** Take
-# $J = \begin{pmatrix} 0.3 & 0.2 \\ -0.1 & 0.4 \end{pmatrix}$ (`exercises.HUTCHINSON_J`) and the two Rademacher
+# $J = \begin{pmatrix} 0.3 & 0.2 \\ -0.1 & 0.4 \end{pmatrix}$ (`checks.HUTCHINSON_J`) and the two Rademacher
 # probes $v_1 = (1, 1)$, $v_2 = (1, -1)$. Compute $v_1^\top J v_1$ and $v_2^\top J v_2$ on paper. What is their mean,
 # and why is it exactly $\mathrm{tr}(J)$ here?
 
 # %% tags=["exercise"]
 estimate_v1 = None  # v1^T J v1
 estimate_v2 = None  # v2^T J v2
-exercises.check_hutchinson_2x2(estimate_v1, estimate_v2)
+checks.check_hutchinson_2x2(estimate_v1, estimate_v2)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** $v^\top J v = \sum_{ij} v_i J_{ij} v_j$. For $v_1$: $0.3 + 0.2 - 0.1 + 0.4 = 0.8$; for $v_2$: $0.3 - 0.2 + 0.1 + 0.4 = 0.6$.
@@ -428,7 +430,7 @@ exercises.check_hutchinson_2x2(estimate_v1, estimate_v2)
 
 # %% tags=["solution"]
 estimate_v1, estimate_v2 = 0.8, 0.6
-exercises.check_hutchinson_2x2(estimate_v1, estimate_v2)
+checks.check_hutchinson_2x2(estimate_v1, estimate_v2)
 
 # %% [markdown]
 # **Exercise 3 (how many terms?).** For a block with $L = 0.5$ and $d = 10$, what is the smallest $n$ for which the
@@ -436,7 +438,7 @@ exercises.check_hutchinson_2x2(estimate_v1, estimate_v2)
 
 # %% tags=["exercise"]
 answer_3 = None  # a whole number of terms
-exercises.check_terms_needed(answer_3, lipschitz=0.5, dim=10, tol=0.01)
+checks.check_terms_needed(answer_3, lipschitz=0.5, dim=10, tol=0.01)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** Evaluate the bound for growing $n$: 1.93, 0.68, 0.26, 0.11, 0.046, 0.020, 0.0089, ... The first value below 0.01 is at
@@ -444,7 +446,7 @@ exercises.check_terms_needed(answer_3, lipschitz=0.5, dim=10, tol=0.01)
 
 # %% tags=["solution"]
 answer_3 = next(n for n in range(1, 100) if logdet.truncation_error_bound(0.5, 10, n) <= 0.01)
-exercises.check_terms_needed(answer_3, lipschitz=0.5, dim=10, tol=0.01)
+checks.check_terms_needed(answer_3, lipschitz=0.5, dim=10, tol=0.01)
 
 # %% [markdown]
 # ## Going further

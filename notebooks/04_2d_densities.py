@@ -36,7 +36,9 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from iresnet_mini import blocks, course, exercises, facts, flows, logdet, plots, toy, toyflows, widgets
+from iresnet_mini import blocks, course, facts, flows, logdet, toy
+from iresnet_mini.lessons import widgets
+from iresnet_mini.lessons.nb04 import checks, figures, toyflows
 from iresnet_mini.config import size
 
 course.setup(threads=1)  # 2D batches are small matrices: one CPU thread
@@ -67,7 +69,7 @@ entropies = {name: toyflows.data_entropy(name, size("nb04.entropy_points")) for 
 data = {name: toy.sample(name, size("nb04.samples"), seed=1) for name in DATASETS}
 for name, h in entropies.items():
     print(f"{name:>12}: entropy {h:.3f} nats")
-fig = plots.plot_toy_datasets(data, entropies)
+fig = figures.plot_toy_datasets(data, entropies)
 
 # %% [markdown]
 # ## 2. The exact log-determinant in 2D
@@ -124,8 +126,8 @@ for std in (1.0, KWARGS["iresnet"]["working_std"]):
     scale_runs[f"working_std = {std:g}"] = toyflows.train_toy(
         flow, "8gaussians", steps=steps, batch_size=FIT["batch_size"], lr=FIT["lr"],
         eval_every=max(steps // 6, 1), eval_points=FIT["eval_points"])
-fig, ax = plots.subplots(width=6.0, height=3.8)
-plots.plot_nll_curves(ax, scale_runs, "step", entropies["8gaussians"], title="8 gaussians: the blocks' working scale")
+fig, ax = figures.subplots(width=6.0, height=3.8)
+figures.plot_nll_curves(ax, scale_runs, "step", entropies["8gaussians"], title="8 gaussians: the blocks' working scale")
 
 # %% [markdown]
 # ### Implement it yourself: the log-likelihood of a 2D flow
@@ -140,7 +142,7 @@ def log_prob(flow, x):
     ...  # your code: log p(x) per sample
 
 
-exercises.check_flow_log_prob(log_prob)
+checks.check_flow_log_prob(log_prob)
 
 
 # %% [markdown] tags=["solution"]
@@ -159,7 +161,7 @@ def log_prob(flow, x):
     return flow.base.log_prob(x) + logdet
 
 
-exercises.check_flow_log_prob(log_prob)
+checks.check_flow_log_prob(log_prob)
 
 # %% [markdown]
 # The package's version, used for training and evaluating every 2D flow in this notebook:
@@ -200,7 +202,7 @@ for name in DATASETS:
           f"{results[name, 'coupling'].test_nll:13.3f}")
 
 # %%
-fig = plots.plot_toy_comparison(data, results)
+fig = figures.plot_toy_comparison(data, results)
 
 # %% [markdown]
 # What to look for (full mode shows it best):
@@ -267,7 +269,7 @@ estimator_results = {
 for name, r in estimator_results.items():
     print(f"trained with the {name:>8} log-det: test NLL (exact) {r.test_nll:.3f} nats, "
           f"{1000 * r.seconds / r.records[-1]['step']:.0f} ms per step")
-fig = plots.plot_estimator_comparison(estimator_results, entropies["8gaussians"])
+fig = figures.plot_estimator_comparison(estimator_results, entropies["8gaussians"])
 
 # %% [markdown]
 # The evaluation above uses `toyflows.exact_log_prob`. The package's own reference is `flows.set_estimator(flow,
@@ -323,7 +325,7 @@ print(f"NLL on 1000 test points: set_estimator('exact') {nll_reference:.6f}, exa
 cache = toyflows.ToyFlowCache(size("nb04.widget_steps"), **FIT, **{k: v for k, v in KWARGS["iresnet"].items()
                                                                       if k != "coeff"})
 cache.fill(size("nb04.widget_datasets"), [0.9])
-widgets.interactive_figure(functools.partial(plots.draw_toy_flow, cache), height="360px",
+widgets.interactive_figure(functools.partial(figures.draw_toy_flow, cache), height="360px",
                            dataset=ipywidgets.Dropdown(options=DATASETS, value="8gaussians", description="data set"),
                            c=widgets.c_slider(value=0.9, min=0.3, max=0.98, step=0.02, layers=LAYERS))
 
@@ -349,7 +351,7 @@ def logdet_2x2(J):
     ...  # your code: one value per sample
 
 
-exercises.check_logdet_2x2(logdet_2x2)
+checks.check_logdet_2x2(logdet_2x2)
 
 
 # %% [markdown] tags=["solution"]
@@ -360,7 +362,7 @@ def logdet_2x2(J):
     return torch.log((1 + J[:, 0, 0]) * (1 + J[:, 1, 1]) - J[:, 0, 1] * J[:, 1, 0])
 
 
-exercises.check_logdet_2x2(logdet_2x2)
+checks.check_logdet_2x2(logdet_2x2)
 
 # %% [markdown]
 # **Exercise 2 (is it a density?).** A flow's density integrates to one by construction. Check it numerically for the
@@ -371,13 +373,13 @@ exercises.check_logdet_2x2(logdet_2x2)
 # %% tags=["exercise"]
 moons = results["moons", "iresnet"]
 mass = None  # your number
-exercises.check_density_mass(mass, moons.log_p_grid, moons.extent)
+checks.check_density_mass(mass, moons.log_p_grid, moons.extent)
 
 # %% tags=["solution"]
 n = moons.log_p_grid.shape[0]
 cell = (9.0 / (n - 1)) ** 2
 mass = np.exp(moons.log_p_grid).sum() * cell
-exercises.check_density_mass(mass, moons.log_p_grid, moons.extent)
+checks.check_density_mass(mass, moons.log_p_grid, moons.extent)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** The mass is close to 1: change of variables keeps the density normalised, and the flow puts almost no mass outside
@@ -388,14 +390,14 @@ exercises.check_density_mass(mass, moons.log_p_grid, moons.extent)
 
 # %% tags=["exercise"]
 answer_3 = None  # a number
-exercises.check_checkerboard_entropy(answer_3)
+checks.check_checkerboard_entropy(answer_3)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** A uniform density on a set of area $A$ is $1/A$, so $H = -\mathbb E[\ln(1/A)] = \ln A = \ln 32 \approx 3.466$ nats.
 
 # %% tags=["solution"]
 answer_3 = np.log(32)
-exercises.check_checkerboard_entropy(answer_3)
+checks.check_checkerboard_entropy(answer_3)
 
 # %% [markdown]
 # ## Going further

@@ -34,7 +34,9 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from iresnet_mini import blocks, classification, config, course, exercises, facts, models, plots, pretrained, widgets
+from iresnet_mini import blocks, config, course, facts, models, pretrained
+from iresnet_mini.lessons import widgets
+from iresnet_mini.lessons.nb05 import checks, classification, figures
 from iresnet_mini.config import size
 
 device = course.setup()
@@ -117,7 +119,7 @@ RESULTS = {label: classification.examine(model, DATASET, x_test, y_test, norm_it
            for label, (model, _, _) in loaded.items()}
 rows = classification.table2_rows(list(RESULTS.values()), {label: info["metrics"] for label, (_, _, info) in loaded.items()})
 display(Markdown(classification.markdown_table(rows)))
-plots.plot_table2(rows, DATASET);
+figures.plot_table2(rows, DATASET);
 
 # %% [markdown]
 # **Reading the table.** Three things to check in your run:
@@ -162,7 +164,7 @@ plots.plot_table2(rows, DATASET);
 # vanilla network's inverse converges depends on what training made of its branches, which the figure below measures.
 
 # %%
-plots.plot_reconstructions([RESULTS["c=0.9"], RESULTS["c=0.5"], RESULTS["vanilla"]]);
+figures.plot_reconstructions([RESULTS["c=0.9"], RESULTS["c=0.5"], RESULTS["vanilla"]]);
 for label in ("c=0.9", "c=0.5", "vanilla"):
     r = RESULTS[label]
     print(f"{label:8s} max pixel error {r['max_pixel_error']:.1e}, converged: {r['converged']}, "
@@ -199,8 +201,8 @@ for label in ("c=0.9", "c=0.5", "vanilla"):
 # from a random start: a lower bound of each norm, so a value above 1 *proves* that a layer expands.
 
 # %%
-plots.plot_layer_norms(RESULTS["c=0.9"]);
-plots.plot_layer_norms(RESULTS["vanilla"]);
+figures.plot_layer_norms(RESULTS["c=0.9"]);
+figures.plot_layer_norms(RESULTS["vanilla"]);
 cert = loaded["c=0.9"][2]["metrics"]["certificate"]
 print("true operator norms of three layers of the c=0.9 model (power iteration on the whole operator):",
       [round(t["operator_norm"], 4) for t in cert["true_norms"]])
@@ -216,7 +218,7 @@ print("true operator norms of three layers of the c=0.9 model (power iteration o
 # - How large is the vanilla network's largest branch bound? Is its inverse still guaranteed?
 
 # %%
-widgets.interactive_figure(partial(plots.draw_classifier, results=RESULTS), height="470px",
+widgets.interactive_figure(partial(figures.draw_classifier, results=RESULTS), height="470px",
                            c=widgets.c_choice([(label.removeprefix("c="), label) for label in RESULTS], value="c=0.9",
                                               layers=blocks.CONV_BRANCH_LAYERS))
 
@@ -252,7 +254,7 @@ own = {label: pretrained.load_or_train(NAMES[label], train_now=True, run_dir=RUN
        for label in ("c=0.9", "vanilla")}
 for label, (_, _, info) in own.items():
     print(f"{label}: {info['command']}")
-plots.plot_training_curves({label: info["history"] for label, (_, _, info) in own.items()});
+figures.plot_training_curves({label: info["history"] for label, (_, _, info) in own.items()});
 
 # %% [markdown]
 # ## Exercises
@@ -264,7 +266,7 @@ plots.plot_training_curves({label: info["history"] for label, (_, _, info) in ow
 # %% tags=["exercise"]
 lip_g = None        # bound on Lip(g)
 lip_inverse = None  # bound on Lip(F^-1) of one block
-exercises.check_branch_bound(lip_g, lip_inverse, coeff=0.9)
+checks.check_branch_bound(lip_g, lip_inverse, coeff=0.9)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** A composition's Lipschitz constant is at most the product of its parts': $\mathrm{Lip}(g) \le 0.9 \cdot 1 \cdot 0.9
@@ -274,7 +276,7 @@ exercises.check_branch_bound(lip_g, lip_inverse, coeff=0.9)
 # %% tags=["solution"]
 lip_g = 0.9 ** 3
 lip_inverse = 1 / (1 - lip_g)
-exercises.check_branch_bound(lip_g, lip_inverse, coeff=0.9)
+checks.check_branch_bound(lip_g, lip_inverse, coeff=0.9)
 
 # %% [markdown]
 # **Exercise 2 (Alg. 1 on a trained block).** `y_last` holds the features of four test images: the output of the
@@ -287,14 +289,14 @@ block = model_09.steps[-1].block
 with torch.no_grad():
     y_last = model_09.features(x_test[:4])
 x_last = None  # your fixed-point iteration
-exercises.check_block_inverse(block, y_last, x_last)
+checks.check_block_inverse(block, y_last, x_last)
 
 # %% tags=["solution"]
 with torch.no_grad():
     x_last = y_last.clone()
     for _ in range(100):
         x_last = y_last - block.branch(x_last)
-exercises.check_block_inverse(block, y_last, x_last)
+checks.check_block_inverse(block, y_last, x_last)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** With $\mathrm{Lip}(g) \le 0.729$ the error shrinks at least by that factor per step, so 100 steps are far

@@ -31,7 +31,10 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from iresnet_mini import blocks, classification, config, course, data, exercises, facts, models, plots, pretrained, widgets
+from iresnet_mini import blocks, config, course, data, facts, models, pretrained
+from iresnet_mini.lessons import widgets
+from iresnet_mini.lessons.nb06 import checks, figures
+from iresnet_mini.lessons.nb05 import classification
 from iresnet_mini.config import size
 
 device = course.setup()
@@ -82,7 +85,7 @@ RESULTS = {label: classification.examine(model, DATASET, x_test, y_test, norm_it
            for label, (model, _, _) in loaded.items()}
 rows = classification.table2_rows(list(RESULTS.values()), {label: info["metrics"] for label, (_, _, info) in loaded.items()})
 display(Markdown(classification.markdown_table(rows)))
-plots.plot_table2(rows, DATASET);
+figures.plot_table2(rows, DATASET);
 paper = {c: facts.paper_error(DATASET, c) for c in (0.9, 0.5, None)}
 resnet164 = facts.TABLE2.rows[DATASET]["ResNet-164"]
 print(f"the paper's i-ResNet with c = 0.9 is {paper[0.9] - paper[None]:.2f} points behind the vanilla network and "
@@ -115,7 +118,7 @@ print(f"the paper's i-ResNet with c = 0.9 is {paper[0.9] - paper[None]:.2f} poin
 # channels; our `cpu` preset squeezes first, to 12 channels, and pads with 4).
 
 # %%
-plots.plot_reconstructions([RESULTS["c=0.9"], RESULTS["vanilla"]]);
+figures.plot_reconstructions([RESULTS["c=0.9"], RESULTS["vanilla"]]);
 for label, r in RESULTS.items():
     print(f"{label:8s} max pixel error {r['max_pixel_error']:.1e}, converged: {r['converged']}, "
           f"iterations per block (last block first): {r['iterations']}")
@@ -129,8 +132,8 @@ for label, r in RESULTS.items():
 # its values are lower bounds.
 
 # %%
-plots.plot_layer_norms(RESULTS["c=0.9"]);
-plots.plot_layer_norms(RESULTS["vanilla"]);
+figures.plot_layer_norms(RESULTS["c=0.9"]);
+figures.plot_layer_norms(RESULTS["vanilla"]);
 
 # %% [markdown]
 # **Think!** The certificate checks the *weights* (every layer's operator norm), not the images. Why is that enough,
@@ -152,7 +155,7 @@ plots.plot_layer_norms(RESULTS["vanilla"]);
 # features came from?
 
 # %%
-widgets.interactive_figure(partial(plots.draw_classifier, results=RESULTS), height="470px",
+widgets.interactive_figure(partial(figures.draw_classifier, results=RESULTS), height="470px",
                            c=widgets.c_choice([(label.removeprefix("c="), label) for label in RESULTS], value="c=0.9",
                                               layers=blocks.CONV_BRANCH_LAYERS))
 
@@ -178,7 +181,7 @@ own = {label: pretrained.load_or_train(NAMES[label], train_now=True, run_dir=RUN
        for label in ("c=0.9", "vanilla")}
 for label, (_, _, info) in own.items():
     print(f"{label}: {info['command']}")
-plots.plot_training_curves({label: info["history"] for label, (_, _, info) in own.items()});
+figures.plot_training_curves({label: info["history"] for label, (_, _, info) in own.items()});
 
 # %% [markdown]
 # ## Exercises
@@ -191,7 +194,7 @@ plots.plot_training_curves({label: info["history"] for label, (_, _, info) in ow
 # %% tags=["exercise"]
 n_features = None  # numbers in one image's features
 n_zeros = None     # of which come from the zero padding
-exercises.check_feature_size(n_features, n_zeros, preset="paper", in_shape=(3, 32, 32))
+checks.check_feature_size(n_features, n_zeros, preset="paper", in_shape=(3, 32, 32))
 
 # %% [markdown] tags=["solution"]
 # **Solution.** Padding gives $16 \times 32 \times 32 = 16384$ numbers; squeezes only rearrange them ($64 \times 16 \times 16$, then
@@ -201,7 +204,7 @@ exercises.check_feature_size(n_features, n_zeros, preset="paper", in_shape=(3, 3
 # %% tags=["solution"]
 n_features = 16 * 32 * 32
 n_zeros = n_features - 3 * 32 * 32
-exercises.check_feature_size(n_features, n_zeros, preset="paper", in_shape=(3, 32, 32))
+checks.check_feature_size(n_features, n_zeros, preset="paper", in_shape=(3, 32, 32))
 
 # %% [markdown]
 # **Exercise 2 (what does it confuse?).** Predict the classes of `x_test` with the $c = 0.9$ classifier
@@ -211,7 +214,7 @@ exercises.check_feature_size(n_features, n_zeros, preset="paper", in_shape=(3, 3
 # %% tags=["exercise"]
 predictions = classification.predict(loaded["c=0.9"][0], x_test)
 true_class, predicted_class = None, None  # class names, e.g. "cat", "dog"
-exercises.check_confusion(true_class, predicted_class, predictions, y_test, data.CIFAR10_CLASSES)
+checks.check_confusion(true_class, predicted_class, predictions, y_test, data.CIFAR10_CLASSES)
 
 # %% tags=["solution"]
 n = len(data.CIFAR10_CLASSES)
@@ -219,7 +222,7 @@ counts = torch.bincount(y_test * n + predictions, minlength=n * n).view(n, n)
 counts.fill_diagonal_(0)
 i, j = divmod(int(counts.argmax()), n)
 true_class, predicted_class = data.CIFAR10_CLASSES[i], data.CIFAR10_CLASSES[j]
-exercises.check_confusion(true_class, predicted_class, predictions, y_test, data.CIFAR10_CLASSES)
+checks.check_confusion(true_class, predicted_class, predictions, y_test, data.CIFAR10_CLASSES)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** Undertrained models confuse classes of similar colour and background first (e.g. animals with each other, ships

@@ -34,7 +34,10 @@ import ipywidgets as ipw
 import torch
 from IPython.display import Markdown, display
 
-from iresnet_mini import classification, course, data, density, exercises, facts, models, plots, pretrained, widgets
+from iresnet_mini import course, data, facts, models, pretrained
+from iresnet_mini.lessons import widgets
+from iresnet_mini.lessons.nb07 import checks, density, figures
+from iresnet_mini.lessons.nb05 import classification
 from iresnet_mini.config import size
 
 device = course.setup()
@@ -77,7 +80,7 @@ print(f"{len(x_test)} test images, D = {x_test[0].numel()}; dequantised values f
 y_logit, logdet_logit = data.logit_transform(x_test, alpha=0.05)
 print(f"logit transform (alpha = 0.05): log|det dy/dx| per image = {logdet_logit.mean():.1f} nats on average, "
       f"i.e. {-logdet_logit.mean() / (x_test[0].numel() * math.log(2)):+.3f} bits/dim")
-fig = plots.plot_preprocessing(x_test, alpha=0.05)
+fig = figures.plot_preprocessing(x_test, alpha=0.05)
 
 # %% [markdown]
 # Most MNIST pixels are black, so the dequantised values pile up in $[0, 1/256)$ (left). The logit transform spreads
@@ -91,7 +94,7 @@ fig = plots.plot_preprocessing(x_test, alpha=0.05)
 # %% tags=["exercise"]
 logdet_answer = None  # log|det dy/dx| in nats, for the whole image
 bits_shift_answer = None  # its contribution to the bits/dim
-exercises.check_logit_logdet(logdet_answer, bits_shift_answer, x=0.5, alpha=0.05, n_dims=784)
+checks.check_logit_logdet(logdet_answer, bits_shift_answer, x=0.5, alpha=0.05, n_dims=784)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** The Jacobian is diagonal with $dy/dx = (1-2\alpha) / (s(1-s))$ per pixel. At $x = 0.5$: $s = 0.5$ and
@@ -101,7 +104,7 @@ exercises.check_logit_logdet(logdet_answer, bits_shift_answer, x=0.5, alpha=0.05
 # %% tags=["solution"]
 logdet_answer = float(data.logit_transform(torch.full((1, 1, 28, 28), 0.5), alpha=0.05)[1])
 bits_shift_answer = -logdet_answer / (784 * math.log(2))
-exercises.check_logit_logdet(logdet_answer, bits_shift_answer, x=0.5, alpha=0.05, n_dims=784)
+checks.check_logit_logdet(logdet_answer, bits_shift_answer, x=0.5, alpha=0.05, n_dims=784)
 
 # %% [markdown]
 # ## 2. The model: a multi-scale i-ResNet flow
@@ -146,7 +149,7 @@ with density.using_estimator(model, "unbiased", n_exact_terms=train_config.eval_
 for name, bits in breakdown.contributions().items():
     print(f"{name:>28}: {bits:+.4f} bits/dim")
 print(f"{'total':>28}: {breakdown.bits_per_dim:.4f} bits/dim on the first {len(x_test)} test images")
-fig = plots.plot_bits_breakdown(breakdown)
+fig = figures.plot_bits_breakdown(breakdown)
 
 # %% [markdown]
 # The terms add up to the total, and their signs say what each does. The priors score how Gaussian the latents are:
@@ -160,7 +163,7 @@ fig = plots.plot_bits_breakdown(breakdown)
 ours = {f"ours, first {len(x_test):,} test images": breakdown.bits_per_dim}
 if "test_bits_per_dim" in metrics:
     ours[f"ours, all {metrics['test_images']:,} test images"] = metrics["test_bits_per_dim"]
-fig = plots.plot_bits_per_dim_table("MNIST", facts.bits_per_dim_references("mnist"), ours)
+fig = figures.plot_bits_per_dim_table("MNIST", facts.bits_per_dim_references("mnist"), ours)
 print(facts.TABLE4.caption())
 print("Residual Flow:", facts.RESIDUAL_FLOWS_BITS.source)
 print("Note:", facts.NOTES["mnist_density_dims"])
@@ -175,14 +178,14 @@ with density.using_estimator(model, "unbiased", n_exact_terms=train_config.eval_
 print(f"log p(x) = {log_p:.2f} nats")
 
 bits_answer = None  # your bits/dim
-exercises.check_bits_per_dim(bits_answer, log_p, n_dims=784)
+checks.check_bits_per_dim(bits_answer, log_p, n_dims=784)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** $-\log p(x) / (D \ln 2) + 8$ with $D = 784$:
 
 # %% tags=["solution"]
 bits_answer = -log_p / (784 * math.log(2)) + 8
-exercises.check_bits_per_dim(bits_answer, log_p, n_dims=784)
+checks.check_bits_per_dim(bits_answer, log_p, n_dims=784)
 
 # %% [markdown] tags=["solution"]
 # A positive $\log p$ (a density above 1 on $[0,1)^{784}$) gives fewer than 8 bits/dim.
@@ -218,7 +221,7 @@ comparison = density.compare_estimators(model, x_est, alpha, series_terms=size("
                                         n_repeats=size("nb07.estimator_repeats"))
 print(f"exact bits/dim of {len(x_est)} image(s): {comparison.exact.round(4)}")
 display(Markdown(classification.markdown_table(comparison.rows())))
-fig = plots.plot_density_estimators(comparison)
+fig = figures.plot_density_estimators(comparison)
 
 # %% [markdown]
 # How to read this:
@@ -238,7 +241,7 @@ fig = plots.plot_density_estimators(comparison)
 # %%
 estimator_choice = ipw.Dropdown(options=list(comparison.draws), value=list(comparison.draws)[0],
                                 description="estimator", style={"description_width": "initial"})
-widgets.interactive_figure(partial(plots.draw_density_estimator, comparison), height="400px",
+widgets.interactive_figure(partial(figures.draw_density_estimator, comparison), height="400px",
                            estimator=estimator_choice)
 
 # %% [markdown]
@@ -263,11 +266,11 @@ widgets.interactive_figure(partial(plots.draw_density_estimator, comparison), he
 # standard deviations by $T < 1$ to trade diversity for cleaner samples.
 
 # %%
-fig, axes = plots.subplots(1, 2, width=4.6, height=4.9)
+fig, axes = figures.subplots(1, 2, width=4.6, height=4.9)
 n_samples = size("nb07.samples")
 for ax, temperature in zip(axes, (1.0, 0.7)):
     samples, report = density.sample_images(model, n_samples, alpha, temperature=temperature, seed=1)
-    plots.plot_image_grid(samples, nrow=int(n_samples ** 0.5), title=f"samples, temperature {temperature}", ax=ax)
+    figures.plot_image_grid(samples, nrow=int(n_samples ** 0.5), title=f"samples, temperature {temperature}", ax=ax)
     print(f"T = {temperature}: every inverse converged: {report['converged']}, at most "
           f"{max(report['iterations'])} iterations per block; {100 * report['outside_unit_interval']:.1f}% of "
           "pixels fell outside [0, 1] and were clipped")
@@ -288,7 +291,7 @@ result = density.reconstruct(model, x_rec, alpha)
 print(f"{len(x_rec)} test images: max |x - F^-1(F(x))| = {result['errors'].max():.1e} (pixels in [0, 1)), "
       f"all inverses converged: {result['converged']}, iterations per block {min(result['iterations'])}-"
       f"{max(result['iterations'])}")
-fig = plots.plot_density_reconstructions(x_rec, result, n=8)
+fig = figures.plot_density_reconstructions(x_rec, result, n=8)
 
 # %% [markdown]
 # ## 7. Training it yourself
@@ -300,7 +303,7 @@ fig = plots.plot_density_reconstructions(x_rec, result, n=8)
 # %%
 history = info.get("history", [])
 if len(history) >= 2:  # a curve needs two epochs at least
-    fig = plots.plot_density_history(history, facts.paper_bits_per_dim("mnist"))
+    fig = figures.plot_density_history(history, facts.paper_bits_per_dim("mnist"))
 for record in history[-3:]:
     print(f"epoch {record['epoch']}: {record['step']} steps, training loss {record['train_loss']:.3f} bits/dim, "
           f"test {record['test_bits_per_dim']:.3f} bits/dim on {record['test_images']:,} images")

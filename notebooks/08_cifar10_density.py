@@ -32,8 +32,12 @@ import matplotlib.pyplot as plt
 
 from IPython.display import Markdown, display
 
-from iresnet_mini import (classification, course, density, exercises, facts, logdet, logdet_study, models, plots,
-                          pretrained, widgets)
+from iresnet_mini import course, facts, logdet, models, pretrained
+from iresnet_mini.lessons import widgets
+from iresnet_mini.lessons.nb08 import checks, figures
+from iresnet_mini.lessons.nb03 import logdet_study
+from iresnet_mini.lessons.nb05 import classification
+from iresnet_mini.lessons.nb07 import density
 from iresnet_mini.config import size
 
 device = course.setup()
@@ -64,7 +68,7 @@ with density.using_estimator(model, "unbiased", n_exact_terms=train_config.eval_
 ours = {f"ours, first {len(x_test):,} test images": breakdown.bits_per_dim}
 if "test_bits_per_dim" in metrics:
     ours[f"ours, all {metrics['test_images']:,} test images"] = metrics["test_bits_per_dim"]
-fig = plots.plot_bits_per_dim_table("CIFAR-10", facts.bits_per_dim_references("cifar10"), ours)
+fig = figures.plot_bits_per_dim_table("CIFAR-10", facts.bits_per_dim_references("cifar10"), ours)
 
 # %% [markdown]
 # The paper's models train for days on the full 50,000 images; the spread between the flows of Table 4 (a few tenths
@@ -73,7 +77,7 @@ fig = plots.plot_bits_per_dim_table("CIFAR-10", facts.bits_per_dim_references("c
 # %%
 for name, bits in breakdown.contributions().items():
     print(f"{name:>28}: {bits:+.4f} bits/dim")
-fig = plots.plot_bits_breakdown(breakdown)
+fig = figures.plot_bits_breakdown(breakdown)
 
 # %% [markdown]
 # ### Exercise 08.1 - a log-density above 1
@@ -84,7 +88,7 @@ fig = plots.plot_bits_breakdown(breakdown)
 bits = facts.paper_bits_per_dim("cifar10")  # the paper's i-ResNet, Table 4
 print(f"the paper's i-ResNet on CIFAR-10: {bits} bits/dim")
 log_density_answer = None  # nats per image
-exercises.check_log_density_from_bits(log_density_answer, bits=bits, n_dims=3072)
+checks.check_log_density_from_bits(log_density_answer, bits=bits, n_dims=3072)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** From $\text{bits/dim} = -\log p(x)/(D\ln 2) + 8$: $\log p(x) = (8 - \text{bits/dim})\, D \ln 2$, with
@@ -93,7 +97,7 @@ exercises.check_log_density_from_bits(log_density_answer, bits=bits, n_dims=3072
 # %% tags=["solution"]
 import math
 log_density_answer = (8 - bits) * 3072 * math.log(2)
-exercises.check_log_density_from_bits(log_density_answer, bits=bits, n_dims=3072)
+checks.check_log_density_from_bits(log_density_answer, bits=bits, n_dims=3072)
 
 # %% [markdown] tags=["solution"]
 # A density is not a probability: on $[0,1)^{3072}$ a model that concentrates its mass near natural images has
@@ -107,10 +111,10 @@ exercises.check_log_density_from_bits(log_density_answer, bits=bits, n_dims=3072
 
 # %%
 n_samples = size("nb08.samples")
-fig, axes = plots.subplots(1, 2, width=4.6, height=4.9)
+fig, axes = figures.subplots(1, 2, width=4.6, height=4.9)
 for ax, temperature in zip(axes, (1.0, 0.7)):
     samples, report = density.sample_images(model, n_samples, alpha, temperature=temperature, seed=1)
-    plots.plot_image_grid(samples, nrow=int(n_samples ** 0.5), title=f"samples, temperature {temperature}", ax=ax)
+    figures.plot_image_grid(samples, nrow=int(n_samples ** 0.5), title=f"samples, temperature {temperature}", ax=ax)
     print(f"T = {temperature}: every inverse converged: {report['converged']}, at most "
           f"{max(report['iterations'])} iterations per block; {100 * report['outside_unit_interval']:.1f}% of "
           "pixels clipped to [0, 1]")
@@ -164,7 +168,7 @@ for b, s in zip(blocks, studies):
     print(f"{b.name}: crops {tuple(b.x.shape[1:])}, d = {s.dim}; certified Lip(g) <= {s.lipschitz_certified:.3f} "
           f"(c = {b.coeff}: c^3 = {b.coeff ** 3:.3f}), largest ||J_g(x)||_2 = {s.lipschitz:.3f}; "
           f"|bias| < std from n = {crossing} terms")
-fig = plots.plot_bias_variance(studies)
+fig = figures.plot_bias_variance(studies)
 for ax, b, s in zip(fig.axes, blocks, studies):
     ax.set_title(f"{b.name} (||J|| = {s.lipschitz:.2f}, d = {b.dim})")
 
@@ -191,7 +195,7 @@ for ax, b, s in zip(fig.axes, blocks, studies):
 
 # %%
 jac = logdet.jacobian(blocks[0].branch, blocks[0].x[:1])[0].detach()
-draw = partial(plots.draw_trained_block_logdet, jac, n_draws=size("nb08.widget_draws"))
+draw = partial(figures.draw_trained_block_logdet, jac, n_draws=size("nb08.widget_draws"))
 ends = {norm: draw(norm, 5, 1) for norm in (0.1, 0.5, 0.99)}
 for norm, (fig, numbers) in ends.items():
     plt.close(fig)
@@ -212,7 +216,7 @@ std_one = float(studies[0].std[min(5, len(studies[0].std)) - 1])
 print(f"std of one estimate with one probe: {std_one:.4f} nats")
 
 probes_answer = None  # a whole number
-exercises.check_probes_needed(probes_answer, std_one, target=0.5)
+checks.check_probes_needed(probes_answer, std_one, target=0.5)
 
 # %% [markdown] tags=["solution"]
 # **Solution.** Averaging $m$ independent probes divides the standard deviation by $\sqrt m$, so we need $\mathrm{std}_1/\sqrt m \le 0.5$,
@@ -221,7 +225,7 @@ exercises.check_probes_needed(probes_answer, std_one, target=0.5)
 # %% tags=["solution"]
 import math
 probes_answer = math.ceil((std_one / 0.5) ** 2)
-exercises.check_probes_needed(probes_answer, std_one, target=0.5)
+checks.check_probes_needed(probes_answer, std_one, target=0.5)
 
 # %% [markdown] tags=["solution"]
 # Each probe costs $n$ vector-Jacobian products; in training the paper uses one probe and lets the average over a

@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: trains with iresnet_mini.train.main, then saves what each rank holds.
+"""Run under torchrun by tests/test_distributed.py: trains with iresnet_mini.cli.main, then saves what each rank holds.
 
 Environment: DDP_TEST_DUMP, a folder for rank<R>.pt (the rank's model state) and writes<R>.json (the files the
 rank wrote through the trainer).
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from iresnet_mini import train
+from iresnet_mini import checkpoints, cli, train
 
 dump, rank = Path(os.environ["DDP_TEST_DUMP"]), os.environ.get("RANK", "0")
 writes, models = [], []
-real_atomic_open, real_write, real_setup = train.atomic_open, train.write_atomically, train._setup
+real_atomic_open, real_write, real_setup = checkpoints.atomic_open, checkpoints.write_atomically, train._setup
 
 
 def atomic_open(path, *args, **kwargs):
@@ -33,8 +33,9 @@ def setup(*args, **kwargs):
     return result
 
 
-train.atomic_open, train.write_atomically, train._setup = atomic_open, write_atomically, setup
-status = train.main(sys.argv[1:])
+checkpoints.atomic_open, checkpoints.write_atomically = atomic_open, write_atomically  # every file of a run
+train._setup = setup
+status = cli.main(sys.argv[1:])
 torch.save(models[-1].state_dict(), dump / f"rank{rank}.pt")
 (dump / f"writes{rank}.json").write_text(json.dumps(writes))
 sys.exit(status)

@@ -5,8 +5,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from iresnet_mini import classification, exercises, plots, widgets
-
+from iresnet_mini.lessons import nb05, nb06
+from iresnet_mini.lessons.nb05 import classification
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
 
@@ -79,22 +79,22 @@ def test_checkpoints_are_listed_by_increasing_c_with_vanilla_last():
 
 
 def test_draw_classifier_readout_follows_the_choice(results):
-    fig, numbers = plots.draw_classifier("vanilla", results, n=4)
+    fig, numbers = nb05.figures.draw_classifier("vanilla", results, n=4)
     assert numbers["model"] == "vanilla" and numbers["inverse converged"] is False
     assert numbers["largest layer norm"] == max(n["norm"] for n in results["vanilla"]["norms"])
     assert fig.get_axes()
     plt.close(fig)
     with pytest.raises(ValueError, match="available are c=0.9, vanilla"):
-        plots.draw_classifier("c=0.3", results)
+        nb05.figures.draw_classifier("c=0.3", results)
 
 
 def test_classifier_figures_have_titles_and_labels(results):
     rows = classification.table2_rows(list(results.values()))
     history = [{"epoch": 1, "test_accuracy": 0.5, "train_loss": 1.0}, {"epoch": 2, "test_accuracy": 0.7, "train_loss": 0.6}]
-    figures = {"table 2": plots.plot_table2(rows, "mnist"),
-               "reconstructions": plots.plot_reconstructions(list(results.values()), n=4),
-               "layer norms": plots.plot_layer_norms(results["c=0.9"]),
-               "training curves": plots.plot_training_curves({"c=0.9": history})}
+    figures = {"table 2": nb05.figures.plot_table2(rows, "mnist"),
+               "reconstructions": nb05.figures.plot_reconstructions(list(results.values()), n=4),
+               "layer norms": nb05.figures.plot_layer_norms(results["c=0.9"]),
+               "training curves": nb05.figures.plot_training_curves({"c=0.9": history})}
     for name, fig in figures.items():
         assert _figure_problems(fig) == [], name
         plt.close(fig)
@@ -134,13 +134,13 @@ def test_the_figure_check_notices_a_missing_title_and_label():
 
 
 def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers(capsys):
-    assert exercises.check_branch_bound(0.9 ** 3, 1 / (1 - 0.9 ** 3))
-    assert not exercises.check_branch_bound(0.9, 10.0)
-    assert exercises.check_feature_size(16 * 32 * 32, 16 * 32 * 32 - 3 * 32 * 32)
-    assert not exercises.check_feature_size(3 * 32 * 32, 0)
+    assert nb05.checks.check_branch_bound(0.9 ** 3, 1 / (1 - 0.9 ** 3))
+    assert not nb05.checks.check_branch_bound(0.9, 10.0)
+    assert nb06.checks.check_feature_size(16 * 32 * 32, 16 * 32 * 32 - 3 * 32 * 32)
+    assert not nb06.checks.check_feature_size(3 * 32 * 32, 0)
     labels, predictions = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([1, 1, 1, 0, 1])
-    assert exercises.check_confusion("a", "b", predictions, labels, ("a", "b"))
-    assert not exercises.check_confusion("b", "a", predictions, labels, ("a", "b"))
+    assert nb06.checks.check_confusion("a", "b", predictions, labels, ("a", "b"))
+    assert not nb06.checks.check_confusion("b", "a", predictions, labels, ("a", "b"))
     assert "Not yet" in capsys.readouterr().out
 
 
@@ -153,6 +153,6 @@ def test_block_inverse_check_accepts_a_fixed_point(tiny_classifier):
         answer = y.clone()
         for _ in range(60):
             answer = y - block.branch(answer)
-    assert exercises.check_block_inverse(block, y, answer)
-    assert not exercises.check_block_inverse(block, y, y)
-    assert not exercises.check_block_inverse(block, y, None)
+    assert nb05.checks.check_block_inverse(block, y, answer)
+    assert not nb05.checks.check_block_inverse(block, y, y)
+    assert not nb05.checks.check_block_inverse(block, y, None)

@@ -11,7 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iresnet_mini import data, density, exercises, facts, flows, logdet, logdet_study, models, plots, pretrained, train
+from iresnet_mini import data, facts, flows, logdet, models, pretrained, train
+from iresnet_mini.lessons import nb07, nb08
+from iresnet_mini.lessons.nb03 import logdet_study
+from iresnet_mini.lessons.nb07 import density
 from iresnet_mini.lipschitz import LipschitzConv2d
 from iresnet_mini.lipschitz import frozen_power_iteration as lipschitz_frozen
 
@@ -262,31 +265,31 @@ def test_density_figures_draw(flow, comparison):
         breakdown = density.bits_per_dim_breakdown(flow, x, None)
     history = [{"epoch": 1, "train_loss": 5.0, "test_bits_per_dim": 4.5},
                {"epoch": 2, "train_loss": 4.0, "test_bits_per_dim": 3.9}]
-    figures = [plots.plot_bits_breakdown(breakdown),
-               plots.plot_bits_per_dim_table("MNIST", facts.bits_per_dim_references("mnist"), {"ours": 1.5}),
-               plots.plot_image_grid(x, nrow=2, title="x"),
-               plots.plot_density_reconstructions(x, density.reconstruct(flow, x, None), n=3),
-               plots.plot_density_estimators(comparison), plots.plot_preprocessing(x),
-               plots.plot_density_history(history, 1.06)]
+    figures = [nb07.figures.plot_bits_breakdown(breakdown),
+               nb07.figures.plot_bits_per_dim_table("MNIST", facts.bits_per_dim_references("mnist"), {"ours": 1.5}),
+               nb07.figures.plot_image_grid(x, nrow=2, title="x"),
+               nb07.figures.plot_density_reconstructions(x, density.reconstruct(flow, x, None), n=3),
+               nb07.figures.plot_density_estimators(comparison), nb07.figures.plot_preprocessing(x),
+               nb07.figures.plot_density_history(history, 1.06)]
     for fig in figures:
         assert fig.axes and any(ax.get_title() for ax in fig.axes)
         plt.close(fig)
 
 
 def test_image_grid_tiles_rows_with_gaps():
-    grid = plots.image_grid(torch.zeros(5, 3, 4, 4), nrow=3, pad=1)
+    grid = nb07.figures.image_grid(torch.zeros(5, 3, 4, 4), nrow=3, pad=1)
     assert grid.shape == (2 * 5 + 1, 3 * 5 + 1, 3)
     assert grid[0].min() == 1 and grid[1, 1:5].max() == 0
 
 
 def test_estimator_panel_shows_the_chosen_estimator(comparison):
-    fig, numbers = plots.draw_density_estimator(comparison, "series, 1 term")
-    other_fig, other = plots.draw_density_estimator(comparison, "unbiased (roulette)")
+    fig, numbers = nb07.figures.draw_density_estimator(comparison, "series, 1 term")
+    other_fig, other = nb07.figures.draw_density_estimator(comparison, "unbiased (roulette)")
     assert numbers["series terms per block"] == 1.0 and other["series terms per block"] == 3.0
     assert numbers["bias (bits/dim)"] != other["bias (bits/dim)"]
     plt.close(fig), plt.close(other_fig)
     with pytest.raises(ValueError, match="no estimator"):
-        plots.draw_density_estimator(comparison, "exact")
+        nb07.figures.draw_density_estimator(comparison, "exact")
 
 
 def test_trained_block_panel_follows_the_norm_terms_and_probes():
@@ -296,7 +299,7 @@ def test_trained_block_panel_follows_the_norm_terms_and_probes():
     for key, (norm, n, m) in {"base": (0.9, 2, 1), "small norm": (0.3, 2, 1), "more terms": (0.9, 20, 1),
                               "more probes": (0.9, 2, 16), "five terms": (0.9, 5, 1),
                               "five terms, small norm": (0.3, 5, 1)}.items():
-        fig, readouts[key] = plots.draw_trained_block_logdet(jac, norm, n, m, n_draws=200)
+        fig, readouts[key] = nb08.figures.draw_trained_block_logdet(jac, norm, n, m, n_draws=200)
         plt.close(fig)
     trained = float(torch.linalg.matrix_norm(jac, ord=2))
     assert readouts["base"]["trained block's ||J_g(x)||_2"] == pytest.approx(trained)
@@ -311,19 +314,19 @@ def test_trained_block_panel_follows_the_norm_terms_and_probes():
     exact = float(torch.linalg.slogdet(torch.eye(12, dtype=torch.float64) + scaled).logabsdet)
     assert readouts["base"]["exact ln det"] == pytest.approx(exact)
     with pytest.raises(ValueError, match="norm must be in"):
-        plots.draw_trained_block_logdet(jac, 1.0, 2, 1)
+        nb08.figures.draw_trained_block_logdet(jac, 1.0, 2, 1)
 
 
 def test_exercise_checks_accept_the_solutions_and_reject_slips(capsys):
-    assert exercises.check_bits_per_dim(-(-1000.0) / (784 * math.log(2)) + 8, -1000.0, 784)
-    assert not exercises.check_bits_per_dim(1000.0 / (784 * math.log(2)), -1000.0, 784)  # forgot the + 8
+    assert nb07.checks.check_bits_per_dim(-(-1000.0) / (784 * math.log(2)) + 8, -1000.0, 784)
+    assert not nb07.checks.check_bits_per_dim(1000.0 / (784 * math.log(2)), -1000.0, 784)  # forgot the + 8
     logdet_answer = float(data.logit_transform(torch.full((1, 1, 28, 28), 0.5), alpha=0.05)[1])
-    assert exercises.check_logit_logdet(logdet_answer, -logdet_answer / (784 * math.log(2)))
-    assert not exercises.check_logit_logdet(logdet_answer, logdet_answer / (784 * math.log(2)))
-    assert exercises.check_log_density_from_bits((8 - 3.45) * 3072 * math.log(2))
-    assert not exercises.check_log_density_from_bits(-(8 - 3.45) * 3072 * math.log(2))
-    assert exercises.check_probes_needed(4, 0.02, 0.01)
-    assert exercises.check_probes_needed(5, 0.021, 0.01)
-    assert not exercises.check_probes_needed(2, 0.02, 0.01) and not exercises.check_probes_needed(4.5, 0.02, 0.01)
+    assert nb07.checks.check_logit_logdet(logdet_answer, -logdet_answer / (784 * math.log(2)))
+    assert not nb07.checks.check_logit_logdet(logdet_answer, logdet_answer / (784 * math.log(2)))
+    assert nb08.checks.check_log_density_from_bits((8 - 3.45) * 3072 * math.log(2))
+    assert not nb08.checks.check_log_density_from_bits(-(8 - 3.45) * 3072 * math.log(2))
+    assert nb08.checks.check_probes_needed(4, 0.02, 0.01)
+    assert nb08.checks.check_probes_needed(5, 0.021, 0.01)
+    assert not nb08.checks.check_probes_needed(2, 0.02, 0.01) and not nb08.checks.check_probes_needed(4.5, 0.02, 0.01)
     out = capsys.readouterr().out
     assert "Correct" in out and "Not yet" in out

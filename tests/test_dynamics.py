@@ -7,10 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iresnet_mini import dynamics, exercises, lipschitz, plots
+from iresnet_mini import lipschitz
 from iresnet_mini.config import size
-from iresnet_mini.invertibility import lipschitz_upper_bound
-from iresnet_mini.lipschitz import certify
+from iresnet_mini.lessons import checks as lesson_checks
+from iresnet_mini.lessons import nb01
+from iresnet_mini.lessons.nb01 import dynamics
+from iresnet_mini.lipschitz import certify, lipschitz_upper_bound
 
 
 def folding_stack() -> torch.nn.Sequential:
@@ -160,8 +162,8 @@ def test_trained_2d_resnet_folds_the_plane_and_the_iresnet_does_not():
 
 # --- figures and the widget's draw function --------------------------------------------------
 def test_draw_dynamics_readout_changes_with_c():
-    fig_a, a = plots.draw_dynamics(0.5, False, depth=2, steps=20, n_grid=11)
-    fig_b, b = plots.draw_dynamics(0.9, False, depth=2, steps=20, n_grid=11)
+    fig_a, a = nb01.figures.draw_dynamics(0.5, False, depth=2, steps=20, n_grid=11)
+    fig_b, b = nb01.figures.draw_dynamics(0.9, False, depth=2, steps=20, n_grid=11)
     assert a["model"] != b["model"] and a["min det"] != b["min det"]
     assert a["max Lip(g_t)"] <= 0.5 + 1e-6 and b["max Lip(g_t)"] <= 0.9 + 1e-6
     assert a["crossings"] == b["crossings"] == 0 and a["fold fraction"] == b["fold fraction"] == 0.0
@@ -171,8 +173,8 @@ def test_draw_dynamics_readout_changes_with_c():
 
 
 def test_draw_dynamics_without_constraint_ignores_c():
-    fig_a, a = plots.draw_dynamics(0.5, True, depth=2, task="fold", steps=20, n_grid=9)
-    fig_b, b = plots.draw_dynamics(0.9, True, depth=2, task="fold", steps=20, n_grid=9)
+    fig_a, a = nb01.figures.draw_dynamics(0.5, True, depth=2, task="fold", steps=20, n_grid=9)
+    fig_b, b = nb01.figures.draw_dynamics(0.9, True, depth=2, task="fold", steps=20, n_grid=9)
     assert a == b and a["model"] == "ResNet" and "crossings" not in a
     plt.close(fig_a)
     plt.close(fig_b)
@@ -180,10 +182,10 @@ def test_draw_dynamics_without_constraint_ignores_c():
 
 def test_depth_figures_have_one_panel_per_layer():
     stacks = {None: dynamics.trained_stack("fold", 2, None, 5)[0], 0.9: dynamics.trained_stack("fold", 2, 0.9, 5)[0]}
-    fig = plots.plot_grid_through_depth(stacks)
+    fig = nb01.figures.plot_grid_through_depth(stacks)
     assert len(fig.axes) == 2 * 3
     plt.close(fig)
-    fig = plots.plot_layer_folds(stacks, 9)
+    fig = nb01.figures.plot_layer_folds(stacks, 9)
     titles = [ax.get_title() for ax in fig.axes[:4]]
     assert [t.split(":")[0] for t in titles] == ["layer 1", "layer 2", "layer 1", "layer 2"]
     assert titles[2:] == ["layer 1: 0% fold", "layer 2: 0% fold"]  # the i-ResNet row
@@ -192,8 +194,8 @@ def test_depth_figures_have_one_panel_per_layer():
 
 # --- exercise checks --------------------------------------------------------------------------
 def test_min_slope_check_accepts_the_product_and_rejects_one_block():
-    assert exercises.check_min_slope(0.5 ** 8)
-    assert not exercises.check_min_slope(0.5)
+    assert nb01.checks.check_min_slope(0.5 ** 8)
+    assert not nb01.checks.check_min_slope(0.5)
 
 
 def test_crossing_counter_check():
@@ -206,9 +208,9 @@ def test_crossing_counter_check():
     def broken(a, b):
         raise RuntimeError("oops")
 
-    assert exercises.check_crossing_counter(right)
-    assert not exercises.check_crossing_counter(twice)
-    assert not exercises.check_crossing_counter(broken)
+    assert nb01.checks.check_crossing_counter(right)
+    assert not nb01.checks.check_crossing_counter(twice)
+    assert not nb01.checks.check_crossing_counter(broken)
 
 
 def test_crossing_counter_check_reports_an_unwritten_function_as_not_answered(capsys):
@@ -218,9 +220,9 @@ def test_crossing_counter_check_reports_an_unwritten_function_as_not_answered(ca
     def not_implemented(before, after):
         raise NotImplementedError
 
-    assert not exercises.check_crossing_counter(stub)
-    assert capsys.readouterr().out.startswith(exercises.NOT_ANSWERED)
-    assert not exercises.check_crossing_counter(not_implemented)
-    assert capsys.readouterr().out.startswith(exercises.NOT_ANSWERED)
-    assert not exercises.check_crossing_counter(lambda a, b: 0)  # a wrong count is not "unanswered"
-    assert capsys.readouterr().out.startswith(exercises.NOT_YET)
+    assert not nb01.checks.check_crossing_counter(stub)
+    assert capsys.readouterr().out.startswith(lesson_checks.NOT_ANSWERED)
+    assert not nb01.checks.check_crossing_counter(not_implemented)
+    assert capsys.readouterr().out.startswith(lesson_checks.NOT_ANSWERED)
+    assert not nb01.checks.check_crossing_counter(lambda a, b: 0)  # a wrong count is not "unanswered"
+    assert capsys.readouterr().out.startswith(lesson_checks.NOT_YET)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from iresnet_mini import exercises, logdet, logdet_study, plots
+from iresnet_mini import logdet
+from iresnet_mini.lessons import nb03
+from iresnet_mini.lessons.nb03 import logdet_study
 
 DIM = 8
 
@@ -199,10 +201,10 @@ def test_gradient_cost_restores_the_thread_count():
 
 # --- figures and the widget's draw function -----------------------------------------------------
 def test_draw_logdet_estimator_reports_the_numbers_and_reacts_to_c():
-    fig, low = plots.draw_logdet_estimator(0.5, 3, 1, dim=DIM, n_draws=200)
+    fig, low = nb03.figures.draw_logdet_estimator(0.5, 3, 1, dim=DIM, n_draws=200)
     assert fig.axes[0].get_title() and fig.axes[1].get_xlabel() == "number of terms n"
     plt.close(fig)
-    fig, high = plots.draw_logdet_estimator(0.9, 3, 1, dim=DIM, n_draws=200)
+    fig, high = nb03.figures.draw_logdet_estimator(0.9, 3, 1, dim=DIM, n_draws=200)
     plt.close(fig)
     assert set(low) >= {"exact ln det", "estimate mean", "bias", "std"}
     assert low["||J_g(x)||_2"] == pytest.approx(0.5 ** 2, rel=1e-6)  # two layers of norm c
@@ -214,7 +216,7 @@ def test_draw_logdet_estimator_reports_the_numbers_and_reacts_to_c():
 def test_draw_logdet_estimator_std_shrinks_with_more_probes():
     stds = []
     for m in (1, 16):
-        fig, numbers = plots.draw_logdet_estimator(0.7, 4, m, dim=DIM, n_draws=300)
+        fig, numbers = nb03.figures.draw_logdet_estimator(0.7, 4, m, dim=DIM, n_draws=300)
         plt.close(fig)
         stds.append(numbers["std"])
     assert stds[0] / stds[1] == pytest.approx(4.0, rel=0.25)
@@ -229,13 +231,13 @@ def test_study_figures_have_titles_and_labels(study_05, block_09):
     rows = [{"n_terms": n, "neumann_gradient": g, "seconds": 1e-3 * n, "saved_bytes": 1000 * n}
             for n in (1, 2) for g in (False, True)]
     figures = [
-        plots.plot_jacobian_spectrum({0.9: torch.linalg.eigvals(jac).numpy()}),
-        plots.plot_partial_sums({0.9: logdet_study.series_partial_sums(jac, 5)[0].numpy()},
+        nb03.figures.plot_jacobian_spectrum({0.9: torch.linalg.eigvals(jac).numpy()}),
+        nb03.figures.plot_partial_sums({0.9: logdet_study.series_partial_sums(jac, 5)[0].numpy()},
                                 {0.9: series.exact[0]}),
-        plots.plot_bias_variance([study_05, series]),
-        plots.plot_probe_comparison({"gaussian": [study_05]}),
-        plots.plot_roulette_vs_series(series, [roulette], errors, series_terms=3),
-        plots.plot_gradient_cost(rows),
+        nb03.figures.plot_bias_variance([study_05, series]),
+        nb03.figures.plot_probe_comparison({"gaussian": [study_05]}),
+        nb03.figures.plot_roulette_vs_series(series, [roulette], errors, series_terms=3),
+        nb03.figures.plot_gradient_cost(rows),
     ]
     for fig in figures:
         for ax in fig.axes:
@@ -246,21 +248,21 @@ def test_study_figures_have_titles_and_labels(study_05, block_09):
 # --- exercise checks -----------------------------------------------------------------------------
 def test_truncation_bound_check_accepts_the_right_answer_and_rejects_a_wrong_one(capsys):
     right = -2 * (math.log(0.5) + 0.5 + 0.5**2 / 2 + 0.5**3 / 3)
-    assert exercises.check_truncation_bound(right)
-    assert not exercises.check_truncation_bound(2 * (math.log(0.5) + 0.5 + 0.125 + 0.5**3 / 3))  # sign slip
-    assert not exercises.check_truncation_bound(None)
+    assert nb03.checks.check_truncation_bound(right)
+    assert not nb03.checks.check_truncation_bound(2 * (math.log(0.5) + 0.5 + 0.125 + 0.5**3 / 3))  # sign slip
+    assert not nb03.checks.check_truncation_bound(None)
     assert "Not yet" in capsys.readouterr().out
 
 
 def test_hutchinson_check_accepts_the_right_answer_and_rejects_a_wrong_one():
-    (a, b), (c, d) = exercises.HUTCHINSON_J
-    assert exercises.check_hutchinson_2x2(a + b + c + d, a - b - c + d)
-    assert not exercises.check_hutchinson_2x2(a + b + c + d, a + b + c + d)
-    assert not exercises.check_hutchinson_2x2(0.8, None)
+    (a, b), (c, d) = nb03.checks.HUTCHINSON_J
+    assert nb03.checks.check_hutchinson_2x2(a + b + c + d, a - b - c + d)
+    assert not nb03.checks.check_hutchinson_2x2(a + b + c + d, a + b + c + d)
+    assert not nb03.checks.check_hutchinson_2x2(0.8, None)
 
 
 def test_terms_needed_check_accepts_the_right_answer_and_rejects_a_wrong_one():
-    assert exercises.check_terms_needed(7)
+    assert nb03.checks.check_terms_needed(7)
     assert logdet.truncation_error_bound(0.5, 10, 7) <= 0.01 < logdet.truncation_error_bound(0.5, 10, 6)
-    assert not exercises.check_terms_needed(6)
-    assert not exercises.check_terms_needed(True)
+    assert not nb03.checks.check_terms_needed(6)
+    assert not nb03.checks.check_terms_needed(True)

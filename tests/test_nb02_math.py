@@ -9,10 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iresnet_mini import exercises, invertibility, plots
 from iresnet_mini.blocks import conv_branch, mlp_branch
+from iresnet_mini.lessons import nb02
+from iresnet_mini.lessons.nb02 import invertibility
 from iresnet_mini.lipschitz import LipschitzConv2d, LipschitzLinear, certify, operator_norm, reshaped_kernel_norm
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
 
@@ -210,10 +210,10 @@ def test_tight_branch_rejects_bad_arguments():
 # --- the widget's draw function and figures ---------------------------------------------------
 def test_draw_inverse_demo_readout_changes_with_c_and_power_iterations():
     # c bounds each of the branch's two layers, so the tight branch ends at Lip(g) = c^2
-    fig_a, a = plots.draw_inverse_demo(0.7, 50, 20)
-    fig_b, b = plots.draw_inverse_demo(0.95, 50, 20)
-    fig_c, c = plots.draw_inverse_demo(0.95, 1, 20)
-    fig_d, d = plots.draw_inverse_demo(1.2, 1, 20)
+    fig_a, a = nb02.figures.draw_inverse_demo(0.7, 50, 20)
+    fig_b, b = nb02.figures.draw_inverse_demo(0.95, 50, 20)
+    fig_c, c = nb02.figures.draw_inverse_demo(0.95, 1, 20)
+    fig_d, d = nb02.figures.draw_inverse_demo(1.2, 1, 20)
     assert a["true Lip(g)"] == pytest.approx(0.49, rel=1e-3) and b["true Lip(g)"] == pytest.approx(0.9025, rel=1e-3)
     assert a["c (each layer)"] == 0.7
     assert a["error after 20 iterations"] < b["error after 20 iterations"]
@@ -226,7 +226,7 @@ def test_draw_inverse_demo_readout_changes_with_c_and_power_iterations():
 
 def test_inverse_convergence_figure_draws_every_curve():
     results = {0.5: {"fixed point": [1.0, 0.5], "Anderson": [1.0, 0.1], "Banach bound": [2.0, 1.0]}}
-    fig = plots.plot_inverse_convergence(results)
+    fig = nb02.figures.plot_inverse_convergence(results)
     assert len(fig.axes[0].lines) == 3
     plt.close(fig)
 
@@ -234,20 +234,20 @@ def test_inverse_convergence_figure_draws_every_curve():
 # --- exercise checks --------------------------------------------------------------------------
 def test_banach_exercise_check():
     k = invertibility.banach_iterations(0.9, 1e-6, 1.0)
-    assert exercises.check_banach_iterations(k)
-    assert not exercises.check_banach_iterations(k - 1)
-    assert not exercises.check_banach_iterations(True)
+    assert nb02.checks.check_banach_iterations(k)
+    assert not nb02.checks.check_banach_iterations(k - 1)
+    assert not nb02.checks.check_banach_iterations(True)
 
 
 def test_bi_lipschitz_exercise_check():
-    assert exercises.check_bi_lipschitz_bounds(1.75, 4.0)
-    assert not exercises.check_bi_lipschitz_bounds(1.75, 1 / 0.75)
+    assert nb02.checks.check_bi_lipschitz_bounds(1.75, 4.0)
+    assert not nb02.checks.check_bi_lipschitz_bounds(1.75, 1 / 0.75)
 
 
 def test_conv_exercise_check_wants_the_operator_norm():
     torch.manual_seed(0)
     conv = LipschitzConv2d(4, 4, 3, coeff=None).to(torch.float64)
     before = conv.weight.detach().clone()
-    assert not exercises.check_conv_normalised(conv, 0.9 / reshaped_kernel_norm(conv))  # the wrong norm
-    assert exercises.check_conv_normalised(conv, 0.9 / operator_norm(conv, (4, 16, 16)))
+    assert not nb02.checks.check_conv_normalised(conv, 0.9 / reshaped_kernel_norm(conv))  # the wrong norm
+    assert nb02.checks.check_conv_normalised(conv, 0.9 / operator_norm(conv, (4, 16, 16)))
     assert torch.equal(conv.weight, before)  # the check measures a copy: the learner's layer is unchanged

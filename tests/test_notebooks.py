@@ -6,7 +6,8 @@ each check saying "not answered yet" without raising.
 """
 import pytest
 
-from iresnet_mini import editions, exercises
+from iresnet_mini import editions
+from iresnet_mini.lessons import checks as lesson_checks
 from iresnet_mini.notebook_runner import execute, notebooks
 
 NOTEBOOKS = notebooks()
@@ -23,7 +24,7 @@ def _errors(nb) -> list:
 
 def _verdicts(cell) -> list[str]:
     """The check verdicts a cell printed (lines starting with Correct / Not yet / Not answered yet)."""
-    prefixes = (exercises.CORRECT, exercises.NOT_YET, exercises.NOT_ANSWERED)
+    prefixes = (lesson_checks.CORRECT, lesson_checks.NOT_YET, lesson_checks.NOT_ANSWERED)
     return [line for line in _stdout(cell).splitlines() if line.startswith(prefixes)]
 
 
@@ -41,7 +42,7 @@ def test_notebook_runs_clean_in_quick_mode_and_every_solution_passes_its_check(p
     for exercise, solution in groups:
         code = [j for j in solution if nb.cells[j].cell_type == "code"]
         verdicts = [v for j in code for v in _verdicts(nb.cells[j])]
-        assert verdicts and all(v.startswith(exercises.CORRECT) for v in verdicts), (
+        assert verdicts and all(v.startswith(lesson_checks.CORRECT) for v in verdicts), (
             f"the solution after cell {exercise} does not pass its check: {verdicts or 'it ran no check'}")
 
 
@@ -54,7 +55,7 @@ def test_student_edition_runs_clean_with_every_exercise_open(path, tmp_path):
     open_exercises = [c for c in nb.cells if editions.EXERCISE_TAG in editions.cell_tags(c)]
     assert open_exercises
     for cell in open_exercises:
-        assert [v[:len(exercises.NOT_ANSWERED)] for v in _verdicts(cell)] == [exercises.NOT_ANSWERED], (
+        assert [v[:len(lesson_checks.NOT_ANSWERED)] for v in _verdicts(cell)] == [lesson_checks.NOT_ANSWERED], (
             f"an open exercise should say 'not answered yet' once: {_stdout(cell)!r}")
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from iresnet_mini import pretrained, train
+from iresnet_mini import cli, pretrained, train
 
 ENTRIES = pretrained.manifest()
 CLASSIFIERS = sorted(n for n, e in ENTRIES.items() if e.get("task") == "classify")
@@ -83,7 +83,8 @@ def test_cifar_checkpoint_reproduces_its_manifest_accuracy(cifar_available, name
 def test_shipped_i_resnets_are_certified_and_invertible(name, request):
     """Loads the model itself: every layer's true operator norm <= c, and the inverse returns real test images."""
     request.getfixturevalue("mnist_available" if ENTRIES[name]["dataset"] == "mnist" else "cifar_available")
-    from iresnet_mini import classification, lipschitz
+    from iresnet_mini import lipschitz
+    from iresnet_mini.lessons.nb05 import classification
 
     model, _, entry = pretrained.load_pretrained(name)
     x, _ = classification.test_batch(entry["dataset"], 8)
@@ -170,8 +171,8 @@ def test_write_entry_keeps_the_other_entries(tmp_path):
 
 def test_recipe_command_is_what_the_cli_parses():
     recipe = pretrained.Recipe("mnist", 0.7, epochs=2, train_subset=512, batch_size=32, threads=1)
-    args = train._parser().parse_args(recipe.argv() + ["--out", "x"])
-    config = train.config_from_args(args)
+    args = cli.parser().parse_args(recipe.argv() + ["--out", "x"])
+    config = cli.config_from_args(args)
     assert recipe.mismatches(json.loads(json.dumps(dataclasses.asdict(config)))) == []
     assert recipe.command("runs/x").endswith("--out runs/x")
 
@@ -190,7 +191,7 @@ def test_without_train_now_nothing_trains_and_the_shipped_file_says_what_it_is(m
     def no_training(argv):
         raise AssertionError(f"load_or_train started a training: {argv}")
 
-    monkeypatch.setattr(pretrained.train, "main", no_training)
+    monkeypatch.setattr(pretrained.cli, "main", no_training)
     _, _, info = pretrained.load_or_train("tiny", run_dir=tmp_path / "run")
     assert info["source"] == "shipped" and "not_trained" not in info  # the shipped file is this recipe's
     _, _, info = pretrained.load_or_train("tiny", run_dir=tmp_path / "run", epochs=200, preset="paper")

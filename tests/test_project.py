@@ -56,3 +56,22 @@ def test_gitignore_keeps_data_sets_out_and_shipped_files_in(path, ignored):
         pytest.skip("not a git checkout")
     result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO)
     assert result.returncode == (0 if ignored else 1)
+
+
+def test_binder_environment_has_the_runtime_packages_and_the_cpu_build_of_pytorch():
+    """What can be checked here of the Binder configuration (Binder itself cannot be reached from CI)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((REPO / ".binder" / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    entries = [dep for dep in env["dependencies"] if isinstance(dep, str)]
+    torch_entry = next(dep for dep in entries if dep.startswith("pytorch["))
+    torch_range = dict(_split(r) for r in project["dependencies"])["torch"]
+    assert torch_entry == f"pytorch[version='{torch_range}', build='cpu*']"  # the CPU build, pyproject's range
+    conda = dict(map(_split, [dep for dep in entries if dep is not torch_entry]))
+    runtime = {name: spec for name, spec in map(_split, project["dependencies"]) if name != "torch"}
+    dev = dict(map(_split, project["optional-dependencies"]["dev"]))
+    assert {name: conda[name] for name in runtime} == runtime
+    assert conda["jupyterlab"] == dev["jupyterlab"] and conda["jupytext"] == dev["jupytext"]
+    post_build = REPO / ".binder" / "postBuild"
+    assert post_build.stat().st_mode & 0o111, "postBuild must be executable"
+    assert "pip install --no-deps -e ." in post_build.read_text()  # the package, not a second torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iresnet_mini import bench, blocks, logdet, train
+from iresnet_mini import bench, blocks, logdet, throughput, train
 from iresnet_mini.bench import DispatchCounter
 
 
@@ -39,7 +39,7 @@ def test_the_unbiased_estimator_draws_its_count_without_reading_a_tensor():
 
 
 def test_the_classifier_step_compiles_without_graph_breaks():
-    config, dev, model, step_fn, optimizer, x, y = train.synthetic_setup("classify", "mnist", "tiny", 4, "cpu")
+    config, dev, model, step_fn, optimizer, x, y = throughput.synthetic_setup("classify", "mnist", "tiny", 4, "cpu")
     train.train_step(step_fn, optimizer, x, y, config, dev, config.lr)  # ActNorm initialised, as in training
     explanation = torch._dynamo.explain(model)(x)
     assert explanation.graph_break_count == 0, [b.reason for b in explanation.break_reasons]
@@ -52,7 +52,7 @@ def test_the_density_models_compiled_step_runs_compiled_code(monkeypatch):
     counter = CompileCounter()
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=counter))
-    config, dev, model, step_fn, optimizer, x, y = train.synthetic_setup("density", "mnist", "tiny", 4, "cpu",
+    config, dev, model, step_fn, optimizer, x, y = throughput.synthetic_setup("density", "mnist", "tiny", 4, "cpu",
                                                                         compile=True)
     loss, _ = train.train_step(step_fn, optimizer, x, y, config, dev, config.lr)
     assert counter.frame_count > 0 and counter.op_count > 0  # the flow's log_prob itself was compiled

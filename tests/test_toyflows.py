@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from iresnet_mini import blocks, facts, logdet, toy, toyflows
+from iresnet_mini import blocks, facts, logdet, toy
+from iresnet_mini.lessons.nb04 import toyflows
 
 
 def _brute_force_log_prob(flow, x):
@@ -204,44 +205,44 @@ def test_moons_and_circles_densities_integrate_to_one_and_entropy_is_plausible()
 def test_widget_panel_draws_the_cached_model_and_reads_out_its_nll():
     import matplotlib.pyplot as plt
 
-    from iresnet_mini import plots
+    from iresnet_mini.lessons import nb04
 
     cache = toyflows.ToyFlowCache(steps=5, batch_size=64, eval_points=200, grid=12, n_samples=50,
                                   entropy_points=1000, n_blocks=1, hidden=8)
-    fig, numbers = plots.draw_toy_flow(cache, "8gaussians", 0.7)
+    fig, numbers = nb04.figures.draw_toy_flow(cache, "8gaussians", 0.7)
     assert len(fig.axes) == 3 and "c = 0.70" in fig.axes[1].get_title()
     assert numbers["test NLL (nats)"] == cache.get("8gaussians", 0.7).test_nll
     assert numbers["c"] == 0.7 and numbers["data entropy (nats)"] == pytest.approx(2.83, abs=0.1)
-    _, other = plots.draw_toy_flow(cache, "8gaussians", 0.5)
+    _, other = nb04.figures.draw_toy_flow(cache, "8gaussians", 0.5)
     assert other["test NLL (nats)"] != numbers["test NLL (nats)"]
     plt.close("all")
 
 
 def test_exercise_checks_accept_the_solutions_and_reject_wrong_answers():
-    from iresnet_mini import exercises
+    from iresnet_mini.lessons import nb04
 
     def logdet_2x2(J):
         return torch.log((1 + J[:, 0, 0]) * (1 + J[:, 1, 1]) - J[:, 0, 1] * J[:, 1, 0])
 
-    assert exercises.check_logdet_2x2(logdet_2x2)
-    assert not exercises.check_logdet_2x2(lambda J: torch.log(J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]))
-    assert not exercises.check_logdet_2x2(lambda J: None)
+    assert nb04.checks.check_logdet_2x2(logdet_2x2)
+    assert not nb04.checks.check_logdet_2x2(lambda J: torch.log(J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]))
+    assert not nb04.checks.check_logdet_2x2(lambda J: None)
     log_p = np.full((11, 11), -math.log(4.0))  # uniform density 1/4 on [-1, 1]^2
-    assert exercises.check_density_mass(1.0 * (11 / 10) ** 2, log_p, (-1, 1, -1, 1))
-    assert not exercises.check_density_mass(1.0, log_p, (-1, 1, -1, 1))
-    assert exercises.check_checkerboard_entropy(math.log(32))
-    assert not exercises.check_checkerboard_entropy(math.log(16))
+    assert nb04.checks.check_density_mass(1.0 * (11 / 10) ** 2, log_p, (-1, 1, -1, 1))
+    assert not nb04.checks.check_density_mass(1.0, log_p, (-1, 1, -1, 1))
+    assert nb04.checks.check_checkerboard_entropy(math.log(32))
+    assert not nb04.checks.check_checkerboard_entropy(math.log(16))
 
 
 def test_bench_figure_shows_the_curve_and_a_test_set_floor_only_when_it_differs_from_the_entropy():
     import matplotlib.pyplot as plt
 
-    from iresnet_mini import plots
+    from iresnet_mini.lessons import nb04
 
     records = [{"seconds": 30.0 * i, "step": 100 * i, "test_nll": 3.0 - 0.01 * i} for i in range(1, 5)]
     labels = []
     for floor in (2.819, 2.830):
-        fig = plots.plot_toy_bench({"dataset": "8gaussians", "records": records, "entropy": 2.830,
+        fig = nb04.figures.plot_toy_bench({"dataset": "8gaussians", "records": records, "entropy": 2.830,
                                     "true_nll": floor},
                                    target=facts.TARGETS["toy_8gaussians_nll"].value)
         labels.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iresnet_mini import data, train
+from iresnet_mini import cli, data, throughput, train
 
 FAST = dict(train_subset=256, test_subset=100, final_test_subset=100, batch_size=64, threads=1, init_batch=64)
 
@@ -97,7 +97,7 @@ def test_refuses_to_write_into_a_non_empty_run_directory(mnist_available, tmp_pa
     (run / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="--resume"):
         train.train(_config(), run, progress=False)
-    assert train.main(["--preset", "tiny", "--epochs", "1", "--out", str(run)]) == 1
+    assert cli.main(["--preset", "tiny", "--epochs", "1", "--out", str(run)]) == 1
     assert "--resume" in capsys.readouterr().err
     with pytest.raises(FileExistsError, match="no run to resume"):
         train.train(_config(), run, resume=True, progress=False)
@@ -152,14 +152,14 @@ def test_paper_recipes_are_the_presets():
 
 
 def test_command_line_options_build_the_config():
-    args = train._parser().parse_args(["--task", "density", "--preset", "cpu", "--time-budget", "3",
+    args = cli.parser().parse_args(["--task", "density", "--preset", "cpu", "--time-budget", "3",
                                        "--out", "x", "--device", "cpu"])
-    config = train.config_from_args(args)
+    config = cli.config_from_args(args)
     assert (config.task, config.epochs, config.time_budget_min) == ("density", None, 3.0)
-    vanilla = train.config_from_args(train._parser().parse_args(["--vanilla", "--out", "x", "--device", "cpu"]))
+    vanilla = cli.config_from_args(cli.parser().parse_args(["--vanilla", "--out", "x", "--device", "cpu"]))
     assert vanilla.model == {"coeff": None}
     with pytest.raises(SystemExit):
-        train._parser().parse_args(["--vanilla", "--coeff", "0.5", "--out", "x"])
+        cli.parser().parse_args(["--vanilla", "--coeff", "0.5", "--out", "x"])
     with pytest.raises(ValueError, match="unknown preset"):
         train.make_config("classify", "mnist", "huge")
 
@@ -169,21 +169,21 @@ def test_command_line_trains_and_returns_zero(mnist_available, tmp_path):
     argv = ["--task", "classify", "--dataset", "mnist", "--preset", "tiny", "--epochs", "1", "--train-subset",
             "128", "--test-subset", "100", "--threads", "1", "--device", "cpu", "--vanilla", "--out", str(run),
             "--no-progress"]
-    assert train.main(argv) == 0
+    assert cli.main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["certificate"]["coeff"] is None and summary["epochs"] == 1
 
 
 @pytest.mark.parametrize("task", ["classify", "density"])
 def test_bench_throughput_runs_tiny(task):
-    result = train.bench_throughput(task, "mnist", "tiny", batch_size=8, steps=2, warmup_steps=1, device="cpu",
+    result = throughput.bench_throughput(task, "mnist", "tiny", batch_size=8, steps=2, warmup_steps=1, device="cpu",
                                     threads=1)
     assert result["images_per_s"] > 0 and result["batch_size"] == 8 and result["params"] > 0
 
 
 def test_evaluation_runs_with_tf32_off_and_restores_the_setting(monkeypatch):
     seen = []
-    config, dev, model, _, _, x, y = train.synthetic_setup("classify", "mnist", "tiny", 8, "cpu")
+    config, dev, model, _, _, x, y = throughput.synthetic_setup("classify", "mnist", "tiny", 8, "cpu")
     model(x)
     model.register_forward_hook(lambda *_: seen.append((torch.backends.cudnn.allow_tf32,
                                                         torch.backends.cuda.matmul.allow_tf32)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from iresnet_mini import widgets
+from iresnet_mini.lessons import widgets
 
 
 def draw(c=0.5, **_):

@@ -4,7 +4,7 @@
 quick mode switched on and every network feature (news, update checks, extension
 manager) switched off. ``LabPage`` opens one notebook in a Playwright page, runs all its
 cells through the Run menu, reads errors and widget placeholders from the notebook model
-and the DOM, and moves the Lipschitz-coefficient sliders of ``iresnet_mini.widgets``.
+and the DOM, and moves the Lipschitz-coefficient sliders of ``iresnet_mini.lessons.widgets``.
 Nothing here imports Playwright, so the test suite still collects without it.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from iresnet_mini.widgets import C_SLIDER_CLASS, FIGURE_CLASS, READOUT_CLASS
+from iresnet_mini.lessons.widgets import C_SLIDER_CLASS, FIGURE_CLASS, READOUT_CLASS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -109,7 +109,7 @@ def demo_notebook(draw_uses_c: bool = True) -> nbformat.NotebookNode:
     return new_notebook(
         cells=[new_markdown_cell("# Browser test: one Lipschitz-coefficient slider"),
                new_code_cell("import matplotlib.pyplot as plt\nimport numpy as np\n"
-                             "from iresnet_mini.widgets import interactive_figure, lipschitz_slider"),
+                             "from iresnet_mini.lessons.widgets import interactive_figure, lipschitz_slider"),
                new_code_cell(draw)],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}})

@@ -15,15 +15,14 @@ Taught in ``notebooks/02_making_resnets_invertible.ipynb``.
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 import torch.nn as nn
 
-from .blocks import INVERSE_METHODS, mlp_branch
-from .lipschitz import LipschitzConv2d, LipschitzLinear, operator_norm
-from .logdet import jacobian
+from ...blocks import INVERSE_METHODS, mlp_branch
+from ...lipschitz import LipschitzConv2d, LipschitzLinear, lipschitz_upper_bound, operator_norm
+from ...logdet import jacobian
 
 __all__ = [
     "lipschitz_upper_bound", "jacobian_lipschitz", "bi_lipschitz_constants", "bi_lipschitz_bounds",
@@ -39,30 +38,6 @@ def _check_lipschitz(lipschitz: float) -> float:
 
 def _linear_layers(branch: nn.Module) -> list[nn.Module]:
     return [m for m in branch.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-
-
-@torch.no_grad()
-def lipschitz_upper_bound(branch: nn.Module, input_shape) -> float:
-    """Lip(g) <= prod_i ||W_i||_2 (true operator norms, 1-Lipschitz activations; paper Sec. 2).
-
-    ``input_shape`` is one sample's shape, e.g. (d,) or (C, H, W); each layer's input shape is
-    found by running a copy of the branch once in eval mode (a conv layer that sees a new input
-    size re-learns its power-iteration vectors; the copy keeps the caller's branch untouched).
-    """
-    branch = copy.deepcopy(branch).eval()
-    layers = _linear_layers(branch)
-    if not layers:
-        raise ValueError("the branch has no Linear or Conv2d layer to bound")
-    shapes = {}
-
-    def record_shape(module, inputs, _output):
-        shapes[module] = tuple(inputs[0].shape[1:])
-
-    for m in layers:
-        m.register_forward_hook(record_shape)
-    param = next(branch.parameters())
-    branch(torch.zeros((1, *input_shape), dtype=param.dtype, device=param.device))
-    return math.prod(operator_norm(m, shapes[m]) for m in layers)
 
 
 def _jacobian_singular_values(branch: nn.Module, x: torch.Tensor, plus_identity: bool) -> torch.Tensor:

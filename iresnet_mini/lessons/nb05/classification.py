@@ -15,10 +15,11 @@ import math
 
 import torch
 
-from . import data as _data
-from .lipschitz import LipschitzConv2d, certify, operator_norm
-from .facts import paper_error
-from .pretrained import RECIPES
+from ... import data as _data
+from ...facts import paper_error
+from ...lipschitz import LipschitzConv2d, certify, layer_input_shapes, operator_norm
+from ...certificate import round_trip
+from ...pretrained import RECIPES
 
 __all__ = ["label", "checkpoints_for", "test_batch", "to_pixels", "predict", "reconstruct", "layer_norms", "branch_bounds",
            "examine", "table2_rows", "markdown_table"]
@@ -56,38 +57,19 @@ def predict(model, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
-@torch.no_grad()
 def reconstruct(model, x: torch.Tensor, max_iter: int = 100, atol: float = 1e-5) -> dict:
-    """x -> features z = F(x) -> F^-1(z) by fixed-point iteration per block (Alg. 1); errors per image.
-
-    ``errors`` are max |x - F^-1(F(x))| per image in normalised units (inf where the inverse left the
-    finite numbers); ``iterations`` the iterations each block used, last block first.
-    """
-    model.eval()
-    x_rec, infos = model.inverse(model.features(x), max_iter=max_iter, atol=atol, return_info=True)
-    errors = (x_rec - x).flatten(1).abs().amax(1)
-    errors = torch.where(torch.isfinite(errors), errors, torch.full_like(errors, math.inf))
-    return {"x_rec": x_rec, "errors": errors, "iterations": [info.iterations for info in infos],
-            "converged": len(infos) == len(model.steps) and all(info.converged for info in infos)
-            and bool(torch.isfinite(errors).all())}
+    """x -> features z = F(x) -> F^-1(z) by fixed-point iteration per block (Alg. 1): the certificate's
+    :func:`~iresnet_mini.certificate.round_trip`, errors per image in normalised units."""
+    return round_trip(model, x, max_iter=max_iter, atol=atol)
 
 
 def _conv_inputs(model, x: torch.Tensor) -> list[tuple[int, int, LipschitzConv2d, tuple]]:
     """(block, position in the branch, layer, input shape) of every convolution in the invertible part."""
-    found, hooks = [], []
-    for b, step in enumerate(model.steps):
-        convs = [m for m in step.block.branch if isinstance(m, LipschitzConv2d)]
-        for j, conv in enumerate(convs):
-            hooks.append(conv.register_forward_hook(
-                lambda m, inputs, _out, b=b, j=j: found.append((b, j, m, tuple(inputs[0].shape[1:])))))
-    try:
-        with torch.no_grad():
-            model.eval()
-            model.features(x[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return found
+    convs = [(b, j, m) for b, step in enumerate(model.steps)
+             for j, m in enumerate(m for m in step.block.branch if isinstance(m, LipschitzConv2d))]
+    model.eval()
+    shapes = layer_input_shapes(model, lambda: model.features(x[:1]), [m for _, _, m in convs])
+    return [(b, j, m, shapes[m]) for b, j, m in convs]
 
 
 def layer_norms(model, x: torch.Tensor, n_iter: int = 100) -> list[dict]:

@@ -24,10 +24,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .blocks import mlp_branch
-from .invertibility import jacobian_lipschitz, lipschitz_upper_bound
-from .lipschitz import certify, lipschitz_layers
-from .logdet import exact_logdet, jacobian, power_series_logdet, truncation_error_bound, unbiased_logdet
+from ...blocks import mlp_branch
+from ...lipschitz import certify, lipschitz_layers
+from ...logdet import (
+    exact_logdet,
+    jacobian,
+    power_series_logdet,
+    truncation_error_bound,
+    unbiased_logdet,
+)
+from ..nb02.invertibility import jacobian_lipschitz, lipschitz_upper_bound
 
 __all__ = [
     "study_branch", "lipschitz_estimates", "series_partial_sums", "series_matrix", "hutchinson_variance",

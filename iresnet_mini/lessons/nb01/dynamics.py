@@ -18,9 +18,9 @@ import functools
 import torch
 import torch.nn as nn
 
-from .blocks import InvertibleResidualBlock, mlp_branch
-from .lipschitz import certify, check_coeff
-from .logdet import jacobian
+from ...blocks import InvertibleResidualBlock, mlp_branch
+from ...lipschitz import certify, check_coeff
+from ...logdet import jacobian
 
 __all__ = [
     "TASKS", "DTYPE", "task_target", "task_dim", "sample_inputs", "grid_inputs", "residual_stack", "trajectory",

@@ -9,7 +9,7 @@
   F^-1(F(x)), both by the fixed-point inverse of every block (Alg. 1; paper Fig. 5).
 * :func:`trained_block` - one *trained* residual block on small crops of its real input, small
   enough (d <= ~1000) for the exact Jacobian, for the bias/variance study of Fig. 4
-  (:func:`iresnet_mini.logdet_study.bias_variance_study`).
+  (:func:`iresnet_mini.lessons.nb03.logdet_study.bias_variance_study`).
 
 Taught in ``notebooks/07_mnist_density.ipynb`` and ``08_cifar10_density.ipynb``.
 """
@@ -25,13 +25,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import data as _data
-from .blocks import InverseNotConvergedWarning
-from .flows import ActNorm, ResidualFlowLayer, bits_per_dim, set_estimator
-from .lipschitz import lipschitz_layers
-from .logdet_study import expected_terms
-from .models import MultiScaleFlow
-from .train import postprocess, preprocess
+from ... import data as _data
+from ... import flows
+from ...blocks import InverseNotConvergedWarning
+from ...certificate import round_trip
+from ...data import postprocess, preprocess
+from ...flows import ActNorm, ResidualFlowLayer, bits_per_dim
+from ...lipschitz import lipschitz_layers
+from ...models import MultiScaleFlow
+from ..nb03.logdet_study import expected_terms
 
 __all__ = [
     "test_images", "flow_layers",
@@ -72,15 +74,10 @@ def flow_layers(model: MultiScaleFlow) -> list[tuple[str, nn.Module]]:
     return found
 
 
-@contextlib.contextmanager
 def using_estimator(model: MultiScaleFlow, estimator: str, **kwargs):
     """Every residual layer uses ``estimator`` inside the block, the model's training estimator after it."""
     _check_flow(model)
-    set_estimator(model, estimator, **kwargs)
-    try:
-        yield model
-    finally:
-        set_estimator(model, model.config.estimator, **model.config.estimator_kwargs)
+    return flows.using_estimator(model, estimator, **kwargs)
 
 
 def log_prob_terms(model: MultiScaleFlow, y: torch.Tensor) -> dict:
@@ -280,21 +277,12 @@ def sample_images(model: MultiScaleFlow, n: int, logit_alpha: float | None, temp
     return x.clamp(0, 1), report
 
 
-@torch.no_grad()
 def reconstruct(model: MultiScaleFlow, x: torch.Tensor, logit_alpha: float | None) -> dict:
-    """x -> z = F(x) -> F^-1(z) by the fixed-point inverse of every block (Alg. 1); errors in pixel units.
-
-    Returns ``x_rec``, ``errors`` (max |x - x_rec| per image), and per block (forward order) the
-    ``iterations`` and final ``residuals`` of its inverse, and whether all ``converged``.
-    """
-    model.eval()
-    y, _ = preprocess(x, logit_alpha)
-    with using_estimator(model, "series", n_terms=1):  # only z is needed: the cheapest log-det
-        zs, _ = model(y)
-    with _inverse_reported():
-        x_rec = postprocess(model.inverse(zs), logit_alpha)
-    errors = (x_rec - x).flatten(1).abs().amax(1)
-    return {"x_rec": x_rec, "errors": errors, **_inverse_report(model)}
+    """x -> z = F(x) -> F^-1(z) by the fixed-point inverse of every block (Alg. 1): the certificate's
+    :func:`~iresnet_mini.certificate.round_trip`, errors in pixel units, per block (forward order) the
+    ``iterations`` and final ``residuals`` of its inverse, and whether all ``converged``."""
+    _check_flow(model)
+    return round_trip(model, x, logit_alpha)
 
 
 # ----------------------------------------------------------------------------------------
@@ -375,7 +363,7 @@ def trained_block(model: MultiScaleFlow, x: torch.Tensor, logit_alpha: float | N
 
     The inputs are the real activations the block receives for the dequantised images x; the
     crop is the largest square window with d = C * side^2 <= ``max_dim``, small enough for the
-    exact Jacobian, so that :func:`iresnet_mini.logdet_study.bias_variance_study` can measure the
+    exact Jacobian, so that :func:`iresnet_mini.lessons.nb03.logdet_study.bias_variance_study` can measure the
     estimator's bias and standard deviation on a trained block (paper Fig. 4).
     """
     y, _ = preprocess(x, logit_alpha)

@@ -23,11 +23,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import facts, toy
-from .blocks import mlp_branch
-from .flows import ActNorm, ResidualFlowLayer, SequentialFlow, set_estimator
-from .lipschitz import LipschitzLinear, LipSwish, get_activation
-from .logdet import jacobian
+from ... import facts, toy
+from ...blocks import mlp_branch
+from ...flows import ActNorm, AffineCoupling, ResidualFlowLayer, SequentialFlow, coupling_flow, set_estimator  # noqa: F401
+from ...lipschitz import LipschitzLinear, LipSwish
+from ...logdet import jacobian
+from ...train import cosine
 
 __all__ = [
     "TOY_SHAPE", "TOY_IRESNET", "TOY_TRAINING", "MODELS", "LOGDET_MODES", "TEST_POINTS", "ENTROPY_POINTS",
@@ -86,59 +87,6 @@ def iresnet_flow(dim: int = 2, n_blocks: int = 16, hidden: int = 64, n_hidden_la
         layers.append(ResidualFlowLayer(branch, estimator=estimator, inverse_max_iter=INVERSE_MAX_ITER,
                                         inverse_atol=1e-5 * working_std, **estimator_kwargs))
         layers.append(ScaledActNorm(dim, working_std if i < n_blocks - 1 else 1.0))
-    return SequentialFlow(layers, event_shape=(dim,))
-
-
-class AffineCoupling(nn.Module):
-    """RealNVP/Glow affine coupling: x_b -> x_b * exp(s(x_a)) + t(x_a), x_a = the masked-in part.
-
-    ``mask`` (0/1, shape (dim,)) marks the coordinates passed through unchanged. The log-scale
-    is bounded, s = scale * tanh(raw s), and the last layer starts at zero (identity map).
-    """
-
-    def __init__(self, mask: torch.Tensor, hidden: int = 128, n_hidden_layers: int = 3,
-                 activation: str = "relu"):
-        super().__init__()
-        mask = torch.as_tensor(mask, dtype=torch.float32)
-        if mask.dim() != 1 or not bool(((mask == 0) | (mask == 1)).all()) or mask.sum() in (0, mask.numel()):
-            raise ValueError(f"mask must be a 1D 0/1 tensor with both values present, got {mask.tolist()}")
-        dim = mask.numel()
-        self.register_buffer("mask", mask)
-        widths = [dim] + [hidden] * n_hidden_layers
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), get_activation(activation)]
-        last = nn.Linear(hidden, 2 * dim)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.net = nn.Sequential(*layers, last)
-        self.scale = nn.Parameter(torch.ones(dim))
-
-    def _scale_shift(self, x_a):
-        raw_s, t = self.net(x_a).chunk(2, dim=1)
-        free = 1 - self.mask
-        return self.scale * torch.tanh(raw_s) * free, t * free
-
-    def forward(self, x):
-        s, t = self._scale_shift(x * self.mask)
-        return x * torch.exp(s) + t, s.sum(1)
-
-    def inverse(self, y):
-        s, t = self._scale_shift(y * self.mask)
-        return (y - t) * torch.exp(-s)
-
-
-def coupling_flow(dim: int = 2, n_layers: int = 16, hidden: int = 64, n_hidden_layers: int = 3,
-                  activation: str = "relu", actnorm: bool = True) -> SequentialFlow:
-    """The Glow-style baseline of Fig. 2: [ActNorm] then n_layers x (coupling, [ActNorm]), masks alternating."""
-    if not isinstance(n_layers, int) or n_layers < 1:
-        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
-    layers: list[nn.Module] = [ActNorm(dim)] if actnorm else []
-    for i in range(n_layers):
-        mask = (torch.arange(dim) % 2 == i % 2).float()
-        layers.append(AffineCoupling(mask, hidden, n_hidden_layers, activation))
-        if actnorm:
-            layers.append(ActNorm(dim))
     return SequentialFlow(layers, event_shape=(dim,))
 
 
@@ -297,7 +245,7 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
         start = time.perf_counter()
         progress = min(1.0, (clock if by_time else step) / budget)
         for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress))
+            group["lr"] = lr * cosine(progress)
         x = toy.sample(dataset, batch_size, seed=rng)
         loss = _loss(flow, x, logdet)
         if not torch.isfinite(loss):
