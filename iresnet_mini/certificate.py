@@ -1,8 +1,8 @@
 """The certificate of a trained model (paper Sec. 6: certify after training).
 
 Spectral norms to tolerance against c, the true operator norms of a few layers on their real input
-shapes, and the reconstruction error of the fixed-point inverse on test images; also the unbiased
-estimator that test log-likelihoods use (:func:`test_estimator`).
+shapes, and the reconstruction error of the fixed-point inverse on test images (:func:`round_trip`,
+which the lessons use too, and :func:`inverse_report` of the blocks' latest inverses).
 """
 from __future__ import annotations
 
@@ -14,26 +14,13 @@ import warnings
 import torch
 import torch.nn as nn
 
-from . import lipschitz
+from . import lipschitz, models
 from .blocks import InverseNotConvergedWarning, InvertibleResidualBlock
 from .data import postprocess, preprocess
 from .flows import using_estimator
 from .recipes import TrainConfig
 
-__all__ = ["test_estimator", "certificate", "no_tf32", "reconstruction", "round_trip"]
-
-
-@contextlib.contextmanager
-def test_estimator(model, config: TrainConfig):
-    """Test log-dets by the unbiased estimator (``eval_n_terms`` exact terms, then Russian roulette).
-
-    Unbiased, so the test bits/dim carry no truncation bias, whatever the training estimator.
-    """
-    if config.task != "density":
-        yield model
-        return
-    with using_estimator(model, "unbiased", n_exact_terms=config.eval_n_terms, n_samples=1):
-        yield model
+__all__ = ["certificate", "no_tf32", "reconstruction", "round_trip", "inverse_report", "quiet_inverse"]
 
 
 @torch.no_grad()
@@ -103,7 +90,7 @@ def round_trip(model, x: torch.Tensor, logit_alpha: float | None = None, max_ite
     and final ``residuals`` of its inverse; and whether every block ``converged``.
     """
     model.eval()
-    if hasattr(model, "features"):  # a classifier
+    if isinstance(model, models.IResNetClassifier):
         x_rec, infos = model.inverse(model.features(x), max_iter=max_iter, atol=atol, return_info=True)
         infos = infos[::-1]
         complete = len(infos) == len(model.steps)
@@ -111,16 +98,29 @@ def round_trip(model, x: torch.Tensor, logit_alpha: float | None = None, max_ite
         y, _ = preprocess(x, logit_alpha)
         with using_estimator(model, "series", n_terms=1):  # only z is needed: the cheapest log-det
             zs, _ = model(y)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InverseNotConvergedWarning)  # reported below instead
+        with quiet_inverse():
             x_rec = postprocess(model.inverse(zs), logit_alpha)
         infos = [m.last_inverse_info for m in model.modules() if isinstance(m, InvertibleResidualBlock)]
         complete = True
     errors = (x_rec - x).flatten(1).abs().amax(1)
     errors = torch.where(torch.isfinite(errors), errors, torch.full_like(errors, math.inf))
-    return {"x_rec": x_rec, "errors": errors, "iterations": [info.iterations for info in infos],
-            "residuals": [info.residual for info in infos],
-            "converged": complete and all(info.converged for info in infos) and bool(torch.isfinite(errors).all())}
+    report = inverse_report(infos)
+    report["converged"] = complete and report["converged"] and bool(torch.isfinite(errors).all())
+    return {"x_rec": x_rec, "errors": errors, **report}
+
+
+def inverse_report(infos) -> dict:
+    """The ``iterations``, final ``residuals`` and whether all ``converged``, of blocks' InverseInfos."""
+    return {"iterations": [info.iterations for info in infos], "residuals": [info.residual for info in infos],
+            "converged": all(info.converged for info in infos)}
+
+
+@contextlib.contextmanager
+def quiet_inverse():
+    """Inside: a block's inverse that stops short is left to :func:`inverse_report`, not warned about."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InverseNotConvergedWarning)
+        yield
 
 
 @torch.no_grad()

@@ -18,12 +18,10 @@ builds from packages alone. The site lands in ``OUT/html`` (open ``OUT/html/inde
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import html
 import importlib.util
 import json
-import os
 import re
 import shutil
 import sys
@@ -244,22 +242,9 @@ def _mathjax_folder() -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def _mode(mode: str):
-    previous = os.environ.get("IRESNET_MINI_MODE")
-    os.environ["IRESNET_MINI_MODE"] = mode
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("IRESNET_MINI_MODE", None)
-        else:
-            os.environ["IRESNET_MINI_MODE"] = previous
-
-
 def write_sources(src: Path, notebooks=None, mode: str = "quick") -> list[Path]:
     """Execute the lessons and write the Sphinx sources (pages, conf.py, index, static files) to ``src``."""
-    from .notebook_runner import execute
+    from .notebook_runner import execute, in_mode
 
     notebooks = [Path(p) for p in (notebooks or editions.lessons())]
     src.mkdir(parents=True, exist_ok=True)
@@ -276,7 +261,7 @@ def write_sources(src: Path, notebooks=None, mode: str = "quick") -> list[Path]:
         nb, seconds = execute(path, mode=mode)
         slider = None
         if path.name.startswith("01"):
-            with _mode(mode):
+            with in_mode(mode):
                 frames = slider_frames(static / "frames" / path.stem)
             slider = slider_html(frames, f"_static/frames/{path.stem}")
         page = src / path.name

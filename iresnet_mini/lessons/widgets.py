@@ -103,7 +103,7 @@ def c_choice(options, value=None, description: str = "c", *, layers: int) -> wid
 
 def _coefficient_of(label: str) -> float | None:
     try:
-        return float(str(label).removeprefix("c=").strip())
+        return float(label)
     except ValueError:
         return None  # "vanilla": no constraint
 

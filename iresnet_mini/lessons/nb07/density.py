@@ -15,10 +15,8 @@ Taught in ``notebooks/07_mnist_density.ipynb`` and ``08_cifar10_density.ipynb``.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +25,7 @@ import torch.nn as nn
 
 from ... import data as _data
 from ... import flows
-from ...blocks import InverseNotConvergedWarning
-from ...certificate import round_trip
+from ...certificate import inverse_report, quiet_inverse, round_trip
 from ...data import postprocess, preprocess
 from ...flows import ActNorm, ResidualFlowLayer, bits_per_dim
 from ...lipschitz import lipschitz_layers
@@ -236,25 +233,6 @@ def compare_estimators(model: MultiScaleFlow, x: torch.Tensor, logit_alpha: floa
     return EstimatorComparison(exact=exact.cpu().numpy(), draws=draws, terms=terms)
 
 
-def _residual_blocks(model: MultiScaleFlow) -> list:
-    return [layer.block for _, layer in flow_layers(model) if isinstance(layer, ResidualFlowLayer)]
-
-
-def _inverse_report(model: MultiScaleFlow) -> dict:
-    """Iterations and final residuals of the latest inverse of every block (forward order)."""
-    infos = [block.last_inverse_info for block in _residual_blocks(model)]
-    return {"iterations": [info.iterations for info in infos], "residuals": [info.residual for info in infos],
-            "converged": all(info.converged for info in infos)}
-
-
-@contextlib.contextmanager
-def _inverse_reported():
-    """Inside: a block's inverse that stops short is recorded in the report (_inverse_report), not warned about."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InverseNotConvergedWarning)
-        yield
-
-
 @torch.no_grad()
 def sample_images(model: MultiScaleFlow, n: int, logit_alpha: float | None, temperature: float = 1.0,
                   seed: int = 0) -> tuple[torch.Tensor, dict]:
@@ -270,9 +248,10 @@ def sample_images(model: MultiScaleFlow, n: int, logit_alpha: float | None, temp
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     model.eval()
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    with _inverse_reported():
+    with quiet_inverse():
         x = postprocess(model.sample(n, generator, temperature), logit_alpha)
-    report = _inverse_report(model)
+    report = inverse_report([layer.block.last_inverse_info for _, layer in flow_layers(model)
+                             if isinstance(layer, ResidualFlowLayer)])
     report["outside_unit_interval"] = float(((x < 0) | (x > 1)).float().mean())
     return x.clamp(0, 1), report
 
