@@ -4,7 +4,8 @@
   time, inverse by plain fixed-point iteration and by Anderson acceleration (iterations and
   time to a residual of 1e-6), and the cost of each log-det estimator per series term,
   with ratios against the forward pass measured in the same process.
-* ``toy``: 2D density training against the clock (``iresnet_mini.lessons.nb04.toyflows``).
+* ``toy``: 2D density training against the clock (``iresnet_mini.lessons.nb04.toyflows``), checkerboard and
+  8 gaussians by default, with this machine's classifier step time beside the figures.
 * ``throughput``: training images per second of the image models (``iresnet_mini.train``).
 * ``step-profile``: dispatcher operators and host synchronisations per training step, per preset.
 * ``gpu``: the GPU acceptance run (``iresnet_mini.acceptance``); ``--device cpu --smoke`` tests it.
@@ -178,7 +179,8 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("blocks", help="forward / inverse / log-det cost of a conv and a dense block")
     toy = sub.add_parser("toy", help="2D density training against the clock")
-    toy.add_argument("--dataset", default="8gaussians")
+    toy.add_argument("--dataset", nargs="+", default=["checkerboard", "8gaussians"],
+                     help="toy data sets, trained one after the other (default: checkerboard 8gaussians)")
     toy.add_argument("--minutes", type=float, default=5.0)
     toy.add_argument("--seed", type=int, default=0)
     tp = sub.add_parser("throughput", help="training images per second of the image models")
@@ -204,7 +206,13 @@ def main(argv=None) -> None:
         bench_blocks()
     elif args.what == "toy":
         from .lessons.nb04.toyflows import bench_main
-        bench_main(args.dataset, args.minutes, seed=args.seed)
+        step = throughput.reference_step_seconds()
+        print(f"classifier step on this machine: {step:.3f} s ({throughput.REFERENCE_STEP_COMMAND}); the "
+              f"budgets in the README are for a machine where it is about {throughput.REFERENCE_STEP_SECONDS} s")
+        finals = [bench_main(name, args.minutes, seed=args.seed) for name in args.dataset]
+        for final in finals:
+            print(f"{final['dataset']:>12}: test NLL {final['test_nll']:.3f} nats after {final['seconds']:.0f} s, "
+                  f"{final['steps']} steps (classifier step {step:.3f} s)")
     elif args.what == "step-profile":
         print(f"{'task':<9} {'data':<8} {'preset':<6} {'params':>10} {'ops/step':>9} {'syncs/step':>10}  sync ops")
         for task, dataset, preset in STEP_PROFILE_PRESETS:

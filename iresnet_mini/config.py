@@ -43,8 +43,6 @@ SIZES: dict[str, Size] = {
     # --- package-wide -----------------------------------------------------------------
     "bench.repeats": Size(3, 10, "timing repeats in iresnet_mini.bench"),
     # --- notebooks 01-04 (toy problems) -------------------------------------------------
-    "nb01.train_steps": Size(300, 1000, "full-batch Adam steps per toy ResNet / i-ResNet (and widget setting)"),
-    "nb01.n_train": Size(256, 1024, "training inputs of the notebook-01 toy tasks"),
     "nb01.grid": Size(41, 81, "grid points per axis for crossings and fold maps in notebook 01"),
     "nb02.power_iters": Size(30, 100, "power-iteration steps traced in notebook 02"),
     "nb02.conv_sizes": Size((4, 8, 16, 32), (4, 8, 16, 32, 64), "input sizes of the conv-norm table"),
@@ -62,12 +60,11 @@ SIZES: dict[str, Size] = {
     "nb03.widget_draws": Size(1000, 4000, "estimates drawn per redraw of the log-det widget"),
     "nb04.model": Size({"n_blocks": 4, "hidden": 32}, {}, "changes to toyflows.TOY_SHAPE (both flows) in notebook 04"),
     "nb04.batch_size": Size(256, 512, "samples per training step of the 2D flows"),
-    "nb04.steps": Size(80, 1500, "training steps per model in the Fig. 2 comparison"),
     "nb04.scale_steps": Size(60, 300, "training steps per run of the working-scale comparison"),
     "nb04.estimator_steps": Size(30, 400, "training steps per log-det estimator compared"),
-    "nb04.widget_steps": Size(60, 400, "training steps of each (data set, c) model in the widget"),
+    "nb04.widget_steps": Size(60, 400, "training steps of a widget model off the shipped grid of c"),
     "nb04.widget_datasets": Size(("8gaussians",), ("8gaussians", "checkerboard", "moons", "circles"),
-                                 "data sets trained for the widget up front (others on request)"),
+                                 "data sets whose shipped widget flows are evaluated up front (others on request)"),
     "nb04.test_points": Size(2000, 10_000, "fresh test points for every test NLL in notebook 04"),
     "nb04.entropy_points": Size(5000, 50_000, "Monte Carlo points for the data entropies"),
     "nb04.grid": Size(80, 200, "grid points per axis of the density heat maps"),

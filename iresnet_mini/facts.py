@@ -166,8 +166,8 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "toy_8gaussians_nll": Target(2.86, "nats", note="entropy 2.830"),
-    "toy_checkerboard_nll": Target(3.70, "nats", note="entropy 3.466"),
+    "toy_8gaussians_nll": Target(2.84, "nats", note="entropy 2.830"),
+    "toy_checkerboard_nll": Target(3.55, "nats", note="entropy 3.466"),
     "mnist_cpu_accuracy": Target(99.4, "%", "higher", note=f"paper, full scale: {100 - paper_error('mnist', 0.9):.2f} %"),
     "mnist_cpu_bits_per_dim": Target(1.55, "bits/dim", note=f"paper: {paper_bits_per_dim('mnist'):.2f}, see Notes"),
     "paper_cifar10_step_s": Target(1.2, "s", note="official code: 2.39 s"),
@@ -234,6 +234,11 @@ STEP_PROFILE: tuple[tuple, ...] = (
 )
 
 
+# The c controls, timed by the JupyterLab browser test (tests/browser, quick mode, 2 CPU cores): seconds from a
+# key press on the slider to the redrawn figure. (notebook, what a move does, median s, worst s, moves timed)
+SLIDER_LATENCY: tuple[tuple[str, str, float, float, int], ...] = ()
+
+
 # ----------------------------------------------------------------------------------------------
 # The README's tables
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +280,10 @@ def readme_blocks() -> dict[str, str]:
         "table4": (f"{TABLE4.caption()}; the Residual Flow column is from {RESIDUAL_FLOWS_PAPER} "
                    f"(their figures, not the i-ResNet paper's):\n\n{_paper_table(bits_table, names)}"),
         "notes": "\n".join(f"- {text}" for text in NOTES.values()),
+        "slider_latency": "\n".join(
+            ["| Notebook | A move | Median | Worst | Moves timed |", "|---|---|---|---|---|"]
+            + [f"| {nb} | {what} | {median:.2f} s | {worst:.2f} s | {moves} |"
+               for nb, what, median, worst, moves in SLIDER_LATENCY]),
     }
 
 

@@ -33,7 +33,7 @@ from .files import locked, write_atomically
 
 __all__ = [
     "PRETRAINED_DIR", "MAX_BYTES", "EVAL_SUBSET", "FORMAT", "Recipe", "RECIPES", "PretrainedError", "manifest", "names", "checkpoint_path", "sha256sum",
-    "model_from_bytes", "load_pretrained", "load_or_train", "read_history", "test_transform", "evaluate_test",
+    "verified_file", "model_from_bytes", "load_pretrained", "load_or_train", "read_history", "test_transform", "evaluate_test",
     "checkpoint_bytes", "write_checkpoint", "write_entry",
 ]
 
@@ -156,19 +156,29 @@ def _entry(name: str, directory) -> dict:
     return entries[name]
 
 
-def _verified_bytes(name: str, entry: dict, directory) -> bytes:
+def _verified_bytes(name: str, entry: dict, directory, remake: str | None = None) -> bytes:
     """The checkpoint file's bytes, only if their sha256 is the manifest's."""
+    remake = remake or f"python scripts/make_pretrained.py {name}"
     path = Path(directory or PRETRAINED_DIR) / entry["file"]
     if not path.is_file():
         raise PretrainedError(f"checkpoint file {path} of {name!r} is missing; restore it from the "
-                              f"repository, or retrain it: python scripts/make_pretrained.py {name}")
+                              f"repository, or remake it: {remake}")
     payload = path.read_bytes()
     digest = sha256sum(payload)
     if digest != entry["sha256"]:
         raise PretrainedError(f"{path} has sha256 {digest}, but the manifest says {entry['sha256']}: the file "
-                              "is corrupt or was changed, so it is not loaded. Restore it from the repository "
-                              f"or retrain it: python scripts/make_pretrained.py {name}")
+                              f"is corrupt or was changed, so it is not loaded. Restore it from the repository "
+                              f"or remake it: {remake}")
     return payload
+
+
+def verified_file(name: str, directory: str | os.PathLike | None = None, remake: str | None = None) -> tuple:
+    """(bytes, manifest entry) of shipped file ``name`` in ``directory``, its sha256 checked first.
+
+    ``remake`` is the command that rebuilds the file, for the error messages.
+    """
+    entry = _entry(name, directory)
+    return _verified_bytes(name, entry, directory, remake), entry
 
 
 def model_from_bytes(payload: bytes, device: str | torch.device | None = None):

@@ -86,3 +86,27 @@ def bench_throughput(task: str, dataset: str, preset: str, batch_size: int, step
             "seconds_per_step": seconds, "images_per_s": batch_size / seconds,
             "params": models.count_parameters(model), "device": str(dev), "threads": torch.get_num_threads(),
             "amp": config.amp and dev.type == "cuda", "channels_last": config.channels_last, "compile": config.compile}
+
+
+# The step that time-budgeted figures are stated against: a machine where it takes about
+# REFERENCE_STEP_SECONDS is the one the README's budgets were measured on.
+REFERENCE_STEP = dict(task="classify", dataset="mnist", preset="cpu", batch_size=128)
+REFERENCE_STEP_SECONDS = 0.16
+REFERENCE_STEP_COMMAND = ("python -m iresnet_mini.bench throughput --task classify --dataset mnist --preset cpu "
+                          "--batch-size 128")
+
+
+def reference_step_seconds(steps: int = 5, threads: int | None = None) -> float:
+    """This machine's median classifier training step (:data:`REFERENCE_STEP`, on the CPU), in seconds.
+
+    Printed beside every time-budgeted figure, because budgets do not transfer between
+    machines: a run of N minutes does about N / step_time steps. ``threads`` (default: as
+    set) is the number of CPU threads used for the measurement, restored afterwards.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return round(bench_throughput(**REFERENCE_STEP, steps=steps, device="cpu")["seconds_per_step"], 4)
+    finally:
+        torch.set_num_threads(previous)

@@ -23,8 +23,10 @@
 # - to count crossings and locate folds with $\det(I + J_g) \le 0$, and to check Thm. 1 numerically;
 # - what the Lipschitz coefficient $c$ costs: an i-ResNet can squeeze space, but never turn it over.
 #
-# **Time:** about 40 minutes. In quick mode (CPU) the notebook runs in well under a minute; the small models
-# train in a second or two each.
+# **Time:** about 40 minutes. In quick mode (CPU) the notebook runs in well under a minute. Its small models were
+# trained ahead of time for every setting the widget offers and ship with the course (`dynamics.stack_for`; made by
+# `python -m iresnet_mini.lessons.precompute nb01-dynamics`), so moving a slider only redraws; a setting off that grid
+# is trained on the spot in a few seconds, and every figure says which it shows.
 
 # %%
 import ipywidgets
@@ -81,12 +83,13 @@ for h in (0.1, 0.25, 0.45, 0.55, 1.0):
 # ## 2. Two networks, one architecture, a target that needs a fold
 #
 # `dynamics.residual_stack` builds $T$ residual blocks with small MLP branches
-# (`blocks.mlp_branch`, ELU activations). With `coeff=None` it is a plain ResNet; with `coeff=c` it is an i-ResNet.
-# Everything else, including the initialisation and the training loop (`dynamics.fit`, full-batch Adam on the squared
-# error), is the same.
+# (`blocks.mlp_branch`, ReLU activations). With `coeff=None` it is a plain ResNet; with `coeff=c` it is an i-ResNet.
+# Everything else, including the initialisation and the training loop (`dynamics.fit`: 600 steps of full-batch Adam on
+# the squared error, the learning rate decaying as a cosine, the gradient clipped to norm 1; `dynamics.RECIPE`), is the
+# same.
 #
 # **What $c$ means, here and in every later lesson.** The *Lipschitz coefficient* $c$ bounds the spectral norm of
-# each linear layer of a branch: $\|W_i\|_2 \le c$ (spectral normalisation, notebook 02). The activations (ELU) are
+# each linear layer of a branch: $\|W_i\|_2 \le c$ (spectral normalisation, notebook 02). The activations (ReLU) are
 # 1-Lipschitz, and the Lipschitz constant of a composition is at most the product of its parts', so a branch of
 # $m$ layers has
 # $$\mathrm{Lip}(g_t) \;\le\; \prod_{i=1}^m \|W_i\|_2 \;\le\; c^m =: L.$$
@@ -95,14 +98,15 @@ for h in (0.1, 0.25, 0.45, 0.55, 1.0):
 # course shows the bound $c^m$ it implies. Thm. 1 needs $L < 1$, which every $c < 1$ gives.
 #
 # The 1D task maps $x \in [-2, 2]$ to $|x|$. The inputs $x$ and $-x$ must land on the same output, so any network
-# that fits it must fold the line. `dynamics.trained_stack` trains (and caches) a model per setting:
+# that fits it must fold the line. `dynamics.stack_for` gives the model of a setting (the shipped one, trained with
+# `dynamics.RECIPE`; `dynamics.trained_stack` trains the same recipe now, in about three seconds):
 
 # %%
-STEPS = size("nb01.train_steps")  # full-batch Adam steps per model (quick: 300)
-plain, _ = dynamics.trained_stack("abs", DEPTH, None, STEPS, n_train=size("nb01.n_train"))
-iresnet, _ = dynamics.trained_stack("abs", DEPTH, C, STEPS, n_train=size("nb01.n_train"))
-for name, stack in (("ResNet", plain), ("i-ResNet", iresnet)):
-    print(f"{name:>8}: mean squared error on a uniform grid of [-2, 2]: {dynamics.measure(stack, 'abs', GRID)['mse']:.4f}")
+models = {coeff: dynamics.stack_for("abs", DEPTH, coeff) for coeff in (None, C)}
+plain, iresnet = models[None].stack, models[C].stack
+for coeff, model in models.items():
+    mse = dynamics.measure(model.stack, "abs", GRID)["mse"]
+    print(f"{figures.model_label(coeff):>20}: mean squared error on a uniform grid of [-2, 2]: {mse:.4f}  ({model.label})")
 print("(no increasing map gets below 0.229)")
 
 # %% [markdown]
@@ -118,8 +122,10 @@ fig = figures.plot_dynamics({None: plain, C: iresnet}, "abs", GRID)
 # layers the blue and red bundles pass through each other. The i-ResNet's trajectories never cross. Unable to fold,
 # it squeezes: the negative inputs are pressed together into a narrow bundle. Squeezing is allowed (slopes may shrink
 # towards 0); turning around is not. The best any *increasing* map can do for this target is to stay flat at
-# $t = 2\sqrt{2} - 2 \approx 0.83$ up to $x = t$ and follow the diagonal beyond, with mean squared error $\approx 0.229$;
-# with longer training (full mode) the i-ResNet gets close to that, in quick mode it is still on its way.
+# $t = 2\sqrt{2} - 2 \approx 0.83$ up to $x = t$ and follow the diagonal beyond, with mean squared error $\approx 0.229$,
+# and the i-ResNet gets close to it (about 0.24). That optimum is piecewise linear, one kink between a flat part and the
+# diagonal, which is why the branches use ReLU: a ReLU unit bends sharply at any scale, while a spectrally normalised
+# ELU branch starts almost straight and needs several times as many steps to bend (try it: going further, 1).
 #
 # **Think!** In 1D, what is the smallest slope a stack of $T$ blocks with $\mathrm{Lip}(g_t) \le L$ can have?
 # (That is exercise 1 below.)
@@ -171,9 +177,10 @@ print(f"and its inverse is at most (1 - L)^-T = {(1 - L) ** -DEPTH:.2g}-Lipschit
 # line $x_1 = 0$.
 
 # %%
-plain2d, plain2d_mse = dynamics.trained_stack("fold", DEPTH, None, STEPS, n_train=size("nb01.n_train"))
-iresnet2d, iresnet2d_mse = dynamics.trained_stack("fold", DEPTH, C, STEPS, n_train=size("nb01.n_train"))
-print(f"training MSE: ResNet {plain2d_mse:.4f}, i-ResNet {iresnet2d_mse:.4f}")
+models2d = {coeff: dynamics.stack_for("fold", DEPTH, coeff) for coeff in (None, C)}
+plain2d, iresnet2d = models2d[None].stack, models2d[C].stack
+print(f"mean squared error on a grid: ResNet {dynamics.measure(plain2d, 'fold', GRID)['mse']:.4f}, "
+      f"i-ResNet {dynamics.measure(iresnet2d, 'fold', GRID)['mse']:.4f} ({models2d[C].label})")
 fig = figures.plot_dynamics({None: plain2d, C: iresnet2d}, "fold", GRID)
 
 # %% [markdown]
@@ -217,9 +224,10 @@ print(f"Thm. 1 guarantees min det >= (1 - L)^d = {(1 - L) ** 2:.4g} for the i-Re
 # %% [markdown]
 # ## Try it: the Lipschitz coefficient, depth and the task
 #
-# Train (or load from the cache) a model for each setting and measure it. Moving $c$ trains a new i-ResNet
-# (a second or two); tick **no constraint** for the plain ResNet. The readout starts with the bound
-# $\mathrm{Lip}(g_t) \le c^2$ that the slider's $c$ implies, and ends with the certified one of the trained model.
+# Every setting here (each task, depth 1-10, each $c$ on the slider and the plain ResNet) has a model trained ahead of
+# time with the recipe above, so a move only loads and measures it; tick **no constraint** for the plain ResNet. The
+# readout starts with the bound $\mathrm{Lip}(g_t) \le c^2$ that the slider's $c$ implies, gives the certified one of the
+# model shown, and ends with where its weights come from (`precomputed` or `trained now`).
 #
 # - For $c$ near 1 the i-ResNet can squeeze harder (its layer determinants may go down to $(1 - c^2)^d$); for small
 #   $c$ it can barely move the points. Does any setting give a crossing or a fold?
@@ -232,7 +240,7 @@ print(f"Thm. 1 guarantees min det >= (1 - L)^d = {(1 - L) ** 2:.4g} for the i-Re
 demo = widgets.interactive_figure(
     figures.draw_dynamics,
     height="440px",
-    c=widgets.c_slider(C, layers=dynamics.BRANCH_LAYERS),
+    c=widgets.c_choice([(f"{c:g}", c) for c in dynamics.GRID_C], value=C, layers=dynamics.BRANCH_LAYERS),
     unconstrained=ipywidgets.Checkbox(value=False, description="no constraint (plain ResNet)"),
     depth=widgets.int_slider(DEPTH, 1, 10, description="depth T"),
     task=ipywidgets.Dropdown(options=["abs", "reverse", "fold", "reflect"], value="abs", description="task"),
@@ -249,7 +257,8 @@ demo
 #   least once. An increasing map cannot follow a decreasing target: its best fit is the constant $0$, with mean squared
 #   error $\mathbb{E}[x^2] = 4/3$ for $x$ uniform on $[-2, 2]$, and the i-ResNet squeezes towards it.
 # - `reflect` is a bijection, but it turns the plane over: $\det J = -1 < 0$. An i-ResNet's $\det J_F$ is a product of
-#   positive factors $\det(I + J_{g_t})$, so it preserves orientation and can only squash $x_1$ towards 0.
+#   positive factors $\det(I + J_{g_t})$, so it preserves orientation: it cannot turn the plane over, and its best move
+#   is to squeeze the plane almost flat (onto a bent curve, for $c = 0.9$), with an error far above the ResNet's.
 # - Yes, coarsely: one unconstrained block can fold, since $x + g(x) = |x|$ only needs $g(x) = -2x$ for $x < 0$, a slope
 #   of $-2$, which nothing forbids without the constraint ($\mathrm{Lip}(g) = 2 > 1$).
 # </details>
@@ -309,9 +318,10 @@ print(count_flips(states[0], states[1]), dynamics.count_crossings(states[:2]))
 #
 # Open problems, without a check: write your own code in new cells.
 #
-# 1. **LipSwish instead of ELU.** Residual Flows replaced ELU by LipSwish, $x\,\sigma(\beta x)/1.1$. Build the i-ResNet
-#    with `dynamics.residual_stack(1, DEPTH, coeff=C, activation="lipswish")`, train it with `dynamics.fit` and compare its
-#    error on `abs` with the ELU network's, and with the best any increasing map can do ($\approx 0.229$).
+# 1. **Smooth activations.** Build the i-ResNet with `dynamics.residual_stack(1, DEPTH, coeff=C, activation="elu")`
+#    and with Residual Flows' LipSwish, $x\,\sigma(\beta x)/1.1$ (`activation="lipswish"`), train each with `dynamics.fit`
+#    for 600 steps and compare their errors on `abs` with the ReLU network's (about 0.24) and with the best any
+#    increasing map can do ($\approx 0.229$). How many steps does the ELU network need to catch up?
 # 2. **The paper's own Fig. 1 task.** Read the caption of the paper's Fig. 1 (which targets, at which depth) and
 #    reproduce it: a loss on `dynamics.trajectory`'s states rather than on the output alone.
 # 3. **What happens at $c = 1$?** `residual_stack` refuses `coeff=1`. Find a branch with $\mathrm{Lip}(g) = 1$ whose

@@ -104,7 +104,7 @@ def test_a_sizes_file_overrides_both_modes_and_refuses_unknown_names(tmp_path, m
         config.set_mode(mode)
         assert config.size("nb01.grid") == 11 and config.size("nb02.conv_sizes") == (4, 8)
     config.set_mode("full")
-    assert config.size("nb01.train_steps") == config.SIZES["nb01.train_steps"].full  # not overridden
+    assert config.size("nb04.test_points") == config.SIZES["nb04.test_points"].full  # not overridden
     config.set_mode(None)
     path.write_text(json.dumps({"nb01.gird": 11}))
     with pytest.raises(ValueError, match="nb01.gird"):

@@ -6,8 +6,10 @@ anything but ``""``/``0``/``false``), where it fails them: CI must run them
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import statistics
 from pathlib import Path
 
 import nbformat
@@ -98,3 +100,29 @@ def open_notebook(request, lab_server, chromium, artifacts):
             lab_page.page.screenshot(path=artifacts / f"{stem}-failure-{i}.png", full_page=True)
     context.close()
     lab_server.shut_down_kernels()
+
+
+@pytest.fixture(scope="session")
+def slider_latencies(request):
+    """notebook -> seconds from each c-slider key press to the redrawn figure (quick mode).
+
+    At the end of the session the figures go to ``artifacts/browser/slider-latency.json`` and a
+    table (median and worst per notebook) to the terminal. They are measured, not asserted:
+    the README reports them.
+    """
+    found: dict[str, list[float]] = {}
+    yield found
+    if not found:
+        return
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    rows = {name: {"median_s": round(statistics.median(times), 3), "worst_s": round(max(times), 3),
+                   "moves": len(times), "latencies_s": [round(t, 3) for t in times]}
+            for name, times in found.items() if times}
+    (ARTIFACTS / "slider-latency.json").write_text(json.dumps(rows, indent=2) + "\n")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_line("c slider: key press -> redrawn figure in JupyterLab (quick mode)")
+        for name, row in rows.items():
+            reporter.write_line(f"  {name:<40} median {row['median_s']:5.2f} s   worst {row['worst_s']:5.2f} s   "
+                                f"({row['moves']} moves)")

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -81,9 +81,9 @@ def missing_prerequisites() -> list[str]:
 
 
 def notebooks_with_c_slider(folder: Path) -> list[Path]:
-    """The notebooks in ``folder`` that build a Lipschitz slider (over c, or a norm as in notebook 08)."""
+    """The notebooks in ``folder`` that build a Lipschitz control (a c slider or choice, or a norm as in notebook 08)."""
     return sorted(p for p in folder.glob("*.ipynb")
-                  if any(name in p.read_text(encoding="utf-8") for name in ("c_slider(", "lipschitz_slider(")))
+                  if any(name in p.read_text(encoding="utf-8") for name in ("c_slider(", "c_choice(", "lipschitz_slider(")))
 
 
 def demo_notebook(draw_uses_c: bool = True) -> nbformat.NotebookNode:
@@ -302,15 +302,28 @@ _PANEL_OF_SLIDER = (f"xpath=ancestor::div[contains(@class,'widget-vbox')]"
                     f"[.//div[contains(concat(' ', @class, ' '), ' {FIGURE_CLASS} ')]][1]")
 
 
+# A new figure in the panel ("changed"), or the kernel done with the move without one ("quiet").
+_JS_FIGURE_CHANGED_OR_QUIET = f"""([panel, src, start, quietMs]) => {{
+    const img = panel.querySelector('.{FIGURE_CLASS} img');
+    if (img && img.getAttribute('src') !== src) return 'changed';
+    return ({_JS_KERNEL_QUIET_SINCE})([start, quietMs]) ? 'quiet' : false;
+}}"""
+
+
 @dataclass
 class SliderEffect:
-    """What one slider move did to its panel (before -> after)."""
+    """What one slider move did to its panel (before -> after).
+
+    ``latencies``: for each key press, the seconds from the press until the panel showed a
+    new figure (None where that press left the figure as it was, e.g. at the slider's end).
+    """
 
     value: tuple[str, str]
     readout: tuple[str, str]
     image_changed: bool
     callback_errors: list[str]
     screenshots: tuple[Path, Path]
+    latencies: list = field(default_factory=list)
 
 
 class LabPage:
@@ -376,13 +389,28 @@ class LabPage:
                 panels.append(panel)
         return panels
 
-    def press_and_wait_for_kernel(self, handle, key: str) -> None:
+    def press_and_wait_for_kernel(self, handle, key: str, panel=None) -> float | None:
         """Press ``key`` on a slider handle, then wait until the kernel ran the callback
-        (it went busy, is idle again, and stayed idle for ``KERNEL_QUIET_MS``)."""
+        (it went busy, is idle again, and stayed idle for ``KERNEL_QUIET_MS``).
+
+        With ``panel``, returns the seconds from the press until the panel's figure changed
+        (None if it did not change).
+        """
         start = self.page.evaluate("() => window.__kernelStatus.length")
+        panel_node = panel.element_handle() if panel is not None else None
+        src = panel.locator(f".{FIGURE_CLASS} img").get_attribute("src") if panel is not None else None
+        pressed = time.perf_counter()
         handle.press(key)
+        latency = None
+        if panel_node is not None:
+            outcome = self.page.wait_for_function(_JS_FIGURE_CHANGED_OR_QUIET,
+                                                  arg=[panel_node, src, start, KERNEL_QUIET_MS],
+                                                  timeout=SLIDER_CALLBACK_TIMEOUT_S * 1000, polling="raf")
+            if outcome.json_value() == "changed":
+                latency = time.perf_counter() - pressed
         self.page.wait_for_function(_JS_KERNEL_QUIET_SINCE, arg=[start, KERNEL_QUIET_MS],
                                     timeout=SLIDER_CALLBACK_TIMEOUT_S * 1000, polling=100)
+        return latency
 
     def move_c_slider(self, panel, shots: Path, name: str) -> SliderEffect:
         """Move the panel's c slider by keyboard towards its farther end, one redraw per
@@ -404,8 +432,7 @@ class LabPage:
                           for end in ("min", "now", "max"))
         key = "PageDown" if now - low >= high - now else "PageUp"
         handle.focus()
-        for _ in range(SLIDER_KEY_PRESSES):
-            self.press_and_wait_for_kernel(handle, key)
+        latencies = [self.press_and_wait_for_kernel(handle, key, panel) for _ in range(SLIDER_KEY_PRESSES)]
         image.wait_for(state="visible")
         panel.screenshot(path=after_png)
         self.page.screenshot(path=shots / f"{name}-page.png")  # the panel in its notebook
@@ -414,4 +441,4 @@ class LabPage:
                             image_changed=image.get_attribute("src") != src_before,
                             callback_errors=self.page.evaluate(
                                 "(start) => window.__callbackErrors.slice(start)", errors_start),
-                            screenshots=(before_png, after_png))
+                            screenshots=(before_png, after_png), latencies=latencies)

@@ -4,7 +4,9 @@ Each notebook that builds a ``c_slider`` is run through the Run menu in quick mo
 every c slider that drives an ``interactive_figure`` is moved with the keyboard and must
 redraw its figure and its readout. A demo notebook checks the harness itself, and a demo
 whose figure ignores c checks that the harness notices a slider that changes nothing.
-Screenshots of each panel before and after the move go to ``artifacts/browser/``.
+Screenshots of each panel before and after the move go to ``artifacts/browser/``, and the time
+from each key press to the redrawn figure to ``artifacts/browser/slider-latency.json`` (and the
+terminal): measured, not asserted.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lab_driver import BROKEN_DEMO_NOTEBOOK, DEMO_NOTEBOOK, NOTEBOOKS, notebooks_with_c_slider
+from lab_driver import (BROKEN_DEMO_NOTEBOOK, DEMO_NOTEBOOK, NOTEBOOKS, SLIDER_KEY_PRESSES,
+                        notebooks_with_c_slider)
 
 pytestmark = pytest.mark.browser
 
@@ -36,12 +39,13 @@ def run_notebook(open_notebook, notebook: str):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS_WITH_C_SLIDER)
-def test_moving_the_c_slider_redraws_figure_and_readout(open_notebook, artifacts, notebook):
+def test_moving_the_c_slider_redraws_figure_and_readout(open_notebook, artifacts, slider_latencies, notebook):
     lab = run_notebook(open_notebook, notebook)
     panels = lab.slider_panels()
     assert panels, f"{notebook}: no c slider sits in an interactive_figure panel with a figure"
     for i, panel in enumerate(panels):
         effect = lab.move_c_slider(panel, artifacts, f"{Path(notebook).stem}-c{i}")
+        slider_latencies.setdefault(notebook, []).extend(t for t in effect.latencies if t is not None)
         where = f"{notebook}, c slider panel #{i} (screenshots {effect.screenshots[0].name}, ...)"
         moved = f"after c {effect.value[0]} -> {effect.value[1]}"
         assert effect.value[0] != effect.value[1], f"{where}: the slider did not move"
@@ -50,6 +54,8 @@ def test_moving_the_c_slider_redraws_figure_and_readout(open_notebook, artifacts
         assert effect.image_changed, f"{where}: figure unchanged {moved}\n{lab.diagnostics()}"
         assert effect.readout[0] != effect.readout[1], (
             f"{where}: readout stayed {effect.readout[0]!r} {moved}\n{lab.diagnostics()}")
+        if notebook == DEMO_NOTEBOOK:  # the harness times every press that redraws
+            assert len(effect.latencies) == SLIDER_KEY_PRESSES and all(t is not None and t > 0 for t in effect.latencies)
 
 
 def test_harness_notices_a_figure_that_ignores_the_slider(open_notebook, artifacts):
@@ -60,3 +66,4 @@ def test_harness_notices_a_figure_that_ignores_the_slider(open_notebook, artifac
     assert not effect.callback_errors
     assert not effect.image_changed
     assert effect.readout[0] == effect.readout[1]
+    assert effect.latencies == [None] * SLIDER_KEY_PRESSES  # no new figure, so no latency is recorded

@@ -9,11 +9,18 @@ tasks, trains them, and *measures* the difference:
 * :func:`count_crossings` - 1D: pairs of trajectories whose order flips between layers;
 * :func:`layer_dets` / :func:`fold_fraction` - det(I + J_{g_t}) <= 0 along a path (a fold).
 
+The widget's models: :func:`stack_for` gives the shipped, precomputed model of a setting on
+the grid (every task, depth 1-10, the plain ResNet and c in :data:`GRID_C`; made by
+:func:`precompute`, ``python -m iresnet_mini.lessons.precompute nb01-dynamics``), and trains
+any other setting now. Each model says which it is.
+
 Taught in ``notebooks/01_resnet_dynamics.ipynb``.
 """
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -21,10 +28,12 @@ import torch.nn as nn
 from ...blocks import InvertibleResidualBlock, mlp_branch
 from ...lipschitz import certify, check_coeff
 from ...logdet import jacobian
+from .. import shipped
 
 __all__ = [
     "TASKS", "DTYPE", "task_target", "task_dim", "sample_inputs", "grid_inputs", "residual_stack", "trajectory",
     "fit", "trained_stack", "layer_dets", "network_det", "fold_fraction", "count_crossings", "measure",
+    "RECIPE", "GRID_C", "GRID_DEPTHS", "SHIPPED", "setting_key", "grid_settings", "Model", "stack_for", "precompute",
 ]
 
 # Each task maps inputs in [-2, 2]^d to a target that an orientation-preserving bijection
@@ -98,8 +107,18 @@ def grid_inputs(dim: int, n: int, limit: float = LIMIT) -> torch.Tensor:
 BRANCH_LAYERS = 2  # linear layers per branch of residual_stack's default (one hidden layer)
 
 
-def residual_stack(dim: int, depth: int, hidden: int = 16, coeff: float | None = None,
-                   n_hidden_layers: int = 1, activation="elu", n_power_iterations: int = 1) -> nn.Sequential:
+# How every toy model of notebook 01 is trained (the shipped grid and anything trained now).
+# ReLU branches: the best increasing fit of |x| is piecewise linear (flat, then the diagonal),
+# and a ReLU branch has a kink at any scale; a spectrally normalised ELU branch starts almost
+# linear and takes several times as many steps to bend.
+# Gradients clipped to norm 1: without it, deep plain ResNets (9-10 blocks) at this step size blow up
+# or die (every ReLU off) in some runs.
+RECIPE = dict(steps=600, hidden=16, n_train=256, lr=3e-2, clip=1.0, activation="relu", seed=0)
+
+
+def residual_stack(dim: int, depth: int, hidden: int = RECIPE["hidden"], coeff: float | None = None,
+                   n_hidden_layers: int = 1, activation=RECIPE["activation"],
+                   n_power_iterations: int = 1) -> nn.Sequential:
     """depth residual blocks x + g_t(x): a plain ResNet (coeff=None) or an i-ResNet with coefficient c = coeff.
 
     c bounds the spectral norm of each of a branch's m = n_hidden_layers + 1 linear layers, so the
@@ -129,17 +148,23 @@ def trajectory(stack: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 @_one_thread
-def fit(stack: nn.Sequential, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float = 3e-2) -> list[float]:
-    """Full-batch Adam on the mean squared error; then certify the Lipschitz layers and switch to eval."""
+def fit(stack: nn.Sequential, x: torch.Tensor, y: torch.Tensor, steps: int,
+        lr: float = RECIPE["lr"], clip: float | None = RECIPE["clip"]) -> list[float]:
+    """Full-batch Adam on the mean squared error, the learning rate decaying as a cosine to 0 and the
+    gradient clipped to norm ``clip`` (None: not clipped); then certify the Lipschitz layers and switch to eval."""
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     opt = torch.optim.Adam(stack.parameters(), lr=lr)
     stack.train()
     losses = []
-    for _ in range(steps):
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         loss = (stack(x) - y).pow(2).sum(1).mean()
         opt.zero_grad()
         loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(stack.parameters(), clip)
         opt.step()
         losses.append(float(loss.detach()))
     certify(stack)  # power iteration to tolerance: the eval-mode weights really have norm <= c
@@ -148,9 +173,10 @@ def fit(stack: nn.Sequential, x: torch.Tensor, y: torch.Tensor, steps: int, lr: 
 
 
 @functools.lru_cache(maxsize=64)
-def trained_stack(task: str, depth: int, coeff: float | None, steps: int, hidden: int = 16,
-                  n_train: int = 256, seed: int = 0) -> tuple[nn.Sequential, float]:
-    """A stack trained on a toy task (cached per setting, for widgets); returns (stack, final MSE)."""
+def trained_stack(task: str, depth: int, coeff: float | None, steps: int = RECIPE["steps"],
+                  hidden: int = RECIPE["hidden"], n_train: int = RECIPE["n_train"],
+                  seed: int = RECIPE["seed"]) -> tuple[nn.Sequential, float]:
+    """A stack trained now on a toy task (cached per setting); returns (stack, training MSE)."""
     torch.manual_seed(seed)
     stack = residual_stack(task_dim(task), depth, hidden, coeff)
     x = sample_inputs(task, n_train, seed)
@@ -212,3 +238,113 @@ def measure(stack: nn.Sequential, task: str, n_grid: int) -> dict:
     if dim == 1:
         numbers["crossings"] = count_crossings(states)
     return numbers
+
+
+# --- the widget's grid of shipped models ------------------------------------------------------
+SHIPPED = "nb01-dynamics"  # data/pretrained/lessons/nb01-dynamics.pt
+GRID_C = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+GRID_DEPTHS = tuple(range(1, 11))
+MEASURE_GRID = 41  # grid points per axis of the figures recorded for each shipped model
+
+
+def setting_key(task: str, depth: int, coeff: float | None) -> str:
+    """The name of one setting in the shipped grid, e.g. ``abs/T6/c0.9`` or ``fold/T3/plain``."""
+    _task(task)
+    return f"{task}/T{int(depth)}/" + ("plain" if coeff is None else f"c{float(coeff):g}")
+
+
+def grid_settings() -> list[tuple[str, int, float | None]]:
+    """Every (task, depth, coeff) of the shipped grid: all tasks, depths 1-10, plain and each c of GRID_C."""
+    return [(task, depth, coeff) for task in TASKS for depth in GRID_DEPTHS for coeff in (None, *GRID_C)]
+
+
+@dataclass
+class Model:
+    """A toy stack for one setting, and where it comes from: "shipped" (precomputed) or "trained now"."""
+
+    stack: nn.Sequential
+    source: str
+    steps: int
+
+    @property
+    def label(self) -> str:
+        return (f"precomputed (shipped, {self.steps} steps)" if self.source == "shipped"
+                else f"trained now ({self.steps} steps)")
+
+
+def _flatten(stack: nn.Sequential) -> tuple[torch.Tensor, list]:
+    state = stack.state_dict()
+    layout = [(name, list(t.shape)) for name, t in state.items()]
+    return torch.cat([t.reshape(-1).to(DTYPE) for t in state.values()]), layout
+
+
+def _unflatten(task: str, depth: int, coeff: float | None, flat: torch.Tensor, layout: list) -> nn.Sequential:
+    stack = residual_stack(task_dim(task), depth, RECIPE["hidden"], coeff)
+    state, offset = {}, 0
+    for name, shape in layout:
+        n = math.prod(shape)
+        state[name] = flat[offset:offset + n].reshape(shape)
+        offset += n
+    stack.load_state_dict(state)
+    return stack.eval()
+
+
+def _train_setting(setting: tuple) -> tuple[str, torch.Tensor, list, dict]:
+    task, depth, coeff = setting
+    torch.manual_seed(RECIPE["seed"])
+    stack = residual_stack(task_dim(task), depth, RECIPE["hidden"], coeff)
+    x = sample_inputs(task, RECIPE["n_train"], RECIPE["seed"])
+    fit(stack, x, task_target(task, x), RECIPE["steps"])
+    flat, layout = _flatten(stack)
+    # the figures of the model as it will be loaded (the shipped numbers are re-checked by the tests)
+    return setting_key(*setting), flat, layout, measure(_unflatten(task, depth, coeff, flat, layout), task,
+                                                        MEASURE_GRID)
+
+
+def precompute(workers: int = 1, settings=None) -> tuple[dict, dict]:
+    """Train every setting of the grid with :data:`RECIPE` (``workers`` processes): (content, summary).
+
+    ``content`` is what :func:`iresnet_mini.lessons.shipped.save` writes: per setting the
+    parameters and buffers as one float64 vector with its layout, and the figures of
+    :func:`measure`; ``summary`` the worst figures per task for the manifest.
+    """
+    settings = grid_settings() if settings is None else list(settings)
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            rows = pool.map(_train_setting, settings, chunksize=4)
+    else:
+        rows = [_train_setting(s) for s in settings]
+    models = {key: {"flat": flat, "layout": layout, "figures": figures} for key, flat, layout, figures in rows}
+    summary = {}
+    for task in TASKS:
+        ours = [(k, m["figures"]) for k, m in models.items() if k.startswith(task + "/")]
+        constrained = [f for k, f in ours if not k.endswith("/plain")]
+        plain = [f for k, f in ours if k.endswith("/plain")]
+        summary[task] = {
+            "i-ResNet max fold fraction": max((f["fold fraction"] for f in constrained), default=None),
+            "i-ResNet max crossings": max((f.get("crossings", 0) for f in constrained), default=None),
+            "i-ResNet min det": min((f["min det"] for f in constrained), default=None),
+            **({f"mse {k.split('/', 1)[1]}": f["mse"] for k, f in ours if k.split("/")[1] == "T6"
+                and k.split("/")[2] in ("plain", "c0.9", "c0.5")}),
+            "ResNet max mse": max((f["mse"] for f in plain), default=None),
+        }
+    content = {"recipe": dict(RECIPE), "grid_c": list(GRID_C), "grid_depths": list(GRID_DEPTHS),
+               "measure_grid": MEASURE_GRID, "models": models}
+    return content, summary
+
+
+@functools.lru_cache(maxsize=128)
+def stack_for(task: str, depth: int, coeff: float | None, steps: int | None = None) -> Model:
+    """The model of one setting: the shipped one if the grid has it (and ``steps`` is None or the
+    recipe's), else one trained now with ``steps`` (default: the recipe's) and kept for the session."""
+    coeff = None if coeff is None else round(float(coeff), 4)
+    key = setting_key(task, depth, coeff)
+    if steps in (None, RECIPE["steps"]) and shipped.available(SHIPPED):
+        content, _ = shipped.load(SHIPPED)
+        if content["recipe"] == RECIPE and key in content["models"]:
+            found = content["models"][key]
+            return Model(_unflatten(task, depth, coeff, found["flat"], found["layout"]), "shipped", RECIPE["steps"])
+    steps = RECIPE["steps"] if steps is None else steps
+    return Model(trained_stack(task, depth, coeff, steps)[0], "trained now", steps)

@@ -162,18 +162,20 @@ def plot_layer_folds(stacks: dict, n_grid: int):
 
 def draw_dynamics(c: float, unconstrained: bool, depth: int = 6, task: str = "abs",
                   steps: int | None = None, n_grid: int | None = None):
-    """Widget panel (notebook 01): train (cached) a ResNet or an i-ResNet with coefficient c; draw and measure it.
+    """Widget panel (notebook 01): a ResNet or an i-ResNet with coefficient c; draw and measure it.
 
-    c bounds each of a branch's two layers, so Lip(g_t) <= c^2.
+    c bounds each of a branch's two layers, so Lip(g_t) <= c^2. The model is the shipped,
+    precomputed one where the grid has the setting (``dynamics.stack_for``), else trained now
+    (``steps``: default the recipe's); the readout says which.
 
     Returns (figure, numbers) with the crossings (1D), fold fraction, smallest layer det and fit.
     """
     coeff = None if unconstrained else round(float(c), 2)
-    steps = size("nb01.train_steps") if steps is None else steps
     n_grid = size("nb01.grid") if n_grid is None else n_grid
-    stack, _ = dynamics.trained_stack(task, depth, coeff, steps, n_train=size("nb01.n_train"))
-    fig = plot_dynamics({coeff: stack}, task, n_grid)
-    numbers = {"model": model_label(coeff), **dynamics.measure(stack, task, n_grid)}
+    model = dynamics.stack_for(task, depth, coeff, steps)
+    fig = plot_dynamics({coeff: model.stack}, task, n_grid)
+    numbers = {"model": model_label(coeff), **dynamics.measure(model.stack, task, n_grid)}
     dim = dynamics.task_dim(task)
-    numbers["max Lip(g_t)"] = max(lipschitz.lipschitz_upper_bound(b.branch, (dim,)) for b in stack)
+    numbers["max Lip(g_t)"] = max(lipschitz.lipschitz_upper_bound(b.branch, (dim,)) for b in model.stack)
+    numbers["weights"] = model.label
     return fig, numbers

@@ -120,7 +120,11 @@ def plot_toy_bench(result: dict, target: float | None = None):
 
 
 def draw_toy_flow(cache, dataset: str, c: float, lim: float = 4.5):
-    """Widget panel: data, learned density and samples of the i-ResNet flow with Lip(g) <= c (cached/trained)."""
+    """Widget panel: data, learned density and samples of the i-ResNet flow with layer norms <= c.
+
+    The flow comes from ``cache`` (a :class:`~iresnet_mini.lessons.nb04.toyflows.ToyFlowCache`): shipped
+    (precomputed) or trained now; the readout says which.
+    """
     result = cache.get(dataset, c)
     data = toy.sample(dataset, len(result.samples), seed=1)
     fig, axes = subplots(1, 3, width=2.75, height=3.0)
@@ -130,5 +134,5 @@ def draw_toy_flow(cache, dataset: str, c: float, lim: float = 4.5):
     plot_toy_points(axes[2], result.samples, "samples (inverse flow)", lim, ylabel=False)
     numbers = {"data set": dataset, "c": result.coeff, "test NLL (nats)": result.test_nll,
                "data entropy (nats)": "n/a" if result.entropy is None else result.entropy,
-               "training steps": result.records[-1]["step"], "training s": result.seconds}
+               "weights": result.label}
     return fig, numbers

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
@@ -26,9 +27,10 @@ import torch.nn.functional as F
 from ... import facts, toy
 from ...blocks import mlp_branch
 from ...flows import ActNorm, AffineCoupling, ResidualFlowLayer, SequentialFlow, coupling_flow, set_estimator  # noqa: F401
-from ...lipschitz import LipschitzLinear, LipSwish
+from ...lipschitz import LipschitzLinear, LipSwish, lipschitz_layers
 from ...logdet import jacobian
 from ...train import cosine
+from .. import shipped
 
 __all__ = [
     "TOY_SHAPE", "TOY_IRESNET", "TOY_TRAINING", "MODELS", "LOGDET_MODES", "TEST_POINTS", "ENTROPY_POINTS",
@@ -47,8 +49,8 @@ LOGDET_MODES = ("exact", "series", "unbiased")
 # The tuned settings (bench_main and notebook 04 read them here): the shape both models share,
 # the i-ResNet's own options, and the optimiser.
 TOY_SHAPE = dict(n_blocks=16, hidden=64, n_hidden_layers=3)
-TOY_IRESNET = dict(coeff=0.97, activation="elu", working_std=40.0)
-TOY_TRAINING = dict(batch_size=512, lr=1e-2)
+TOY_IRESNET = dict(coeff=0.97, activation="lipswish", working_std=40.0)
+TOY_TRAINING = dict(batch_size=512, lr=1e-2, ema=0.999)
 
 
 # --- the two models ------------------------------------------------------------------------
@@ -68,7 +70,8 @@ class ScaledActNorm(ActNorm):
 
 
 def iresnet_flow(dim: int = 2, n_blocks: int = 16, hidden: int = 64, n_hidden_layers: int = 3,
-                 coeff: float = 0.97, activation: str = "elu", working_std: float = 40.0,
+                 coeff: float = TOY_IRESNET["coeff"], activation: str = TOY_IRESNET["activation"],
+                 working_std: float = TOY_IRESNET["working_std"],
                  n_power_iterations: int = 1, estimator: str = "series", **estimator_kwargs) -> SequentialFlow:
     """An i-ResNet flow for vectors (Sec. 3): ActNorm, then n_blocks x (x + g(x), ActNorm).
 
@@ -209,7 +212,7 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
               batch_size: int = TOY_TRAINING["batch_size"], lr: float = TOY_TRAINING["lr"],
               logdet: str = "exact", seed: int = 0,
               eval_every: float | None = None, eval_points: int = TEST_POINTS, callback=None,
-              **estimator_kwargs) -> list[dict]:
+              ema: float | None = TOY_TRAINING.get("ema"), **estimator_kwargs) -> list[dict]:
     """Maximum likelihood on fresh samples each step; Adam with a cosine-decaying learning rate.
 
     Stops after ``steps`` or after ``seconds`` of training (evaluation time not counted);
@@ -218,6 +221,11 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
     ``estimator_kwargs``. ``eval_every`` (steps, or seconds with ``seconds``) records the
     exact test NLL; each record {"seconds", "step", "test_nll", "train_nll"} also goes to
     ``callback``. Returns the records (a final one always). Stops with an error on a NaN loss.
+
+    ``ema`` (a decay such as 0.999, or None): keep an exponential moving average of the
+    parameters (Polyak averaging, as Residual Flows evaluate); the records then measure the
+    averaged model, and at the end the flow holds the averaged parameters, every power
+    iteration run to tolerance for them.
     """
     if (steps is None) == (seconds is None):
         raise ValueError("give exactly one of steps (an int) or seconds (a float) as the training budget")
@@ -225,8 +233,11 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
         raise ValueError(f"unknown logdet {logdet!r}: use one of {LOGDET_MODES}")
     if logdet != "exact":
         set_estimator(flow, logdet, **estimator_kwargs)
+    if ema is not None and not 0.0 < ema < 1.0:
+        raise ValueError(f"ema must be a decay in (0, 1) or None, got {ema!r}")
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
+    average = ParameterAverage(flow, ema) if ema is not None else None
     by_time = seconds is not None
     budget = float(seconds) if by_time else int(steps)
     records: list[dict] = []
@@ -234,7 +245,8 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
     flow.train()
 
     def record():
-        rec = {"seconds": clock, "step": step, "test_nll": evaluate_nll(flow, dataset, eval_points, seed),
+        measured = flow if average is None else average.model(flow)
+        rec = {"seconds": clock, "step": step, "test_nll": evaluate_nll(measured, dataset, eval_points, seed),
                "train_nll": float(np.mean(recent)) if recent else math.nan}
         records.append(rec)
         recent.clear()
@@ -254,6 +266,8 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update(flow, step)
         clock += time.perf_counter() - start
         step += 1
         recent.append(float(loss.detach()))
@@ -262,7 +276,47 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
             next_eval += eval_every
     if not records or records[-1]["step"] != step:
         record()
+    if average is not None:
+        average.copy_to(flow)
     return records
+
+
+class ParameterAverage:
+    """An exponential moving average of a flow's parameters, with a bias-free start.
+
+    ``update`` after every optimiser step: avg <- avg + (1 - d_t) (p - avg) with
+    d_t = min(decay, (1 + t) / (10 + t)), so early steps are not held back by the
+    initial weights. The averaged weights have their own spectral norms: :meth:`copy_to`
+    continues every layer's power iteration from the live u, v (which track weights close
+    to the average) for ``POWER_ITERATIONS`` steps.
+    """
+
+    POWER_ITERATIONS = 10
+
+    def __init__(self, flow: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.shadow = {name: p.detach().clone() for name, p in flow.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, flow: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for name, p in flow.named_parameters():
+            self.shadow[name].lerp_(p.detach(), 1.0 - d)
+
+    @torch.no_grad()
+    def copy_to(self, flow: nn.Module) -> None:
+        """Put the averaged parameters into ``flow`` and re-estimate its layers' spectral norms for them."""
+        for name, p in flow.named_parameters():
+            p.copy_(self.shadow[name])
+        for layer in lipschitz_layers(flow):
+            if layer.v.numel():
+                layer.sigma.copy_(layer.power_iteration(self.POWER_ITERATIONS))
+
+    def model(self, flow: nn.Module) -> nn.Module:
+        """A copy of ``flow`` holding the averaged parameters (``flow`` itself is left as it is)."""
+        averaged = copy.deepcopy(flow)
+        self.copy_to(averaged)
+        return averaged
 
 
 @functools.lru_cache(maxsize=None)
@@ -335,6 +389,13 @@ class ToyResult:
     log_p_grid: np.ndarray = field(repr=False)
     extent: tuple
     samples: np.ndarray = field(repr=False)
+    source: str = "trained now"  # or "shipped": precomputed by ``python -m iresnet_mini.lessons.precompute``
+
+    @property
+    def label(self) -> str:
+        """Where the model comes from, for a figure or a readout."""
+        steps = self.records[-1]["step"]
+        return f"precomputed (shipped, {steps} steps)" if self.source == "shipped" else f"trained now ({steps} steps)"
 
     @property
     def test_nll(self) -> float:
@@ -367,10 +428,16 @@ def fit_toy(dataset: str, model: str = "iresnet", steps: int = 1000, logdet: str
 
 
 class ToyFlowCache:
-    """Trained toy models by (data set, model, c), each trained on first request; the widget's store."""
+    """Toy models by (data set, model, c) for the widget: shipped ones first, others trained on first request.
 
-    def __init__(self, steps: int, **fit_kwargs):
+    With ``shipped`` (a shipped file such as :data:`SHIPPED_WIDGET`), a pair the file holds is
+    loaded and evaluated (:func:`shipped_result`, its label says "precomputed"); any other pair
+    is trained now (``steps`` steps, ``fit_kwargs`` to :func:`fit_toy`) and kept.
+    """
+
+    def __init__(self, steps: int, shipped: str | None = None, **fit_kwargs):
         self.steps = steps
+        self.shipped = shipped
         self.fit_kwargs = fit_kwargs
         self._results: dict[tuple, ToyResult] = {}
 
@@ -385,15 +452,21 @@ class ToyFlowCache:
         return len(self._results)
 
     def get(self, dataset: str, coeff: float, model: str = "iresnet") -> ToyResult:
-        """The cached result, or a model trained now (``steps`` steps) and cached."""
+        """The cached result, else the shipped model evaluated now, else a model trained now; then cached."""
         key = self.key(dataset, coeff, model)
         if key not in self._results:
-            options = {**self.fit_kwargs, **({"coeff": key[2]} if model == "iresnet" else {})}
-            self._results[key] = fit_toy(dataset, model, self.steps, **options)
+            result = None
+            if self.shipped is not None:
+                shown = {k: self.fit_kwargs[k] for k in ("grid", "n_samples", "entropy_points") if k in self.fit_kwargs}
+                result = shipped_result(self.shipped, dataset, model, key[2] if model == "iresnet" else None, **shown)
+            if result is None:
+                options = {**self.fit_kwargs, **({"coeff": key[2]} if model == "iresnet" else {})}
+                result = fit_toy(dataset, model, self.steps, **options)
+            self._results[key] = result
         return self._results[key]
 
     def fill(self, datasets, coeffs, model: str = "iresnet") -> None:
-        """Train every (data set, c) pair not cached yet."""
+        """Load or train every (data set, c) pair not cached yet."""
         for dataset in datasets:
             for coeff in coeffs:
                 self.get(dataset, coeff, model)
@@ -452,3 +525,123 @@ def time_exact_logdet(branch: nn.Sequential, x: torch.Tensor, repeats: int = 5) 
             log_det_identity_plus(jac()).sum().backward()
             times[name] = min(times[name], 1000 * (time.perf_counter() - start))
     return times
+
+
+# --- shipped flows: Fig. 2 and the widget, precomputed -------------------------------------------
+# ``python -m iresnet_mini.lessons.precompute nb04-fig2 nb04-widget`` trains them; notebook 04 loads them,
+# so that quick mode shows well-trained densities and a slider move only redraws.
+DATASETS = ("8gaussians", "checkerboard", "moons", "circles")
+SHIPPED_FIG2 = "nb04-fig2"
+SHIPPED_WIDGET = "nb04-widget"
+FIG2_STEPS = 2500               # each Fig. 2 flow: about the benchmark's 5 minutes on one CPU thread
+# Two power iterations per step: with one, the estimate of a layer's norm can lag weights that move
+# fast enough for some point to get det(I + J_g) <= 0 (the paper's Sec. 6 pitfall; seen at c = 0.97).
+WIDGET_MODEL = dict(n_blocks=8, hidden=64, n_hidden_layers=3, n_power_iterations=2)
+WIDGET_C = (0.5, 0.7, 0.8, 0.9, 0.97)
+WIDGET_STEPS = 1200
+SHIPPED_SEED = 0
+
+
+def shipped_key(dataset: str, model: str, coeff: float | None = None) -> str:
+    """A shipped flow's name: ``checkerboard/coupling`` (Fig. 2) or ``checkerboard/iresnet/c0.9`` (widget)."""
+    _check_model(model)
+    return f"{dataset}/{model}" + ("" if coeff is None else f"/c{float(coeff):g}")
+
+
+def shipped_settings(name: str) -> list[dict]:
+    """What shipped file ``name`` holds: one dict (key, dataset, model, kwargs, steps) per flow."""
+    if name == SHIPPED_FIG2:
+        return [{"key": shipped_key(d, m), "dataset": d, "model": m, "kwargs": model_kwargs(m), "steps": FIG2_STEPS}
+                for d in DATASETS for m in MODELS]
+    if name == SHIPPED_WIDGET:
+        return [{"key": shipped_key(d, "iresnet", c), "dataset": d, "model": "iresnet",
+                 "kwargs": model_kwargs("iresnet", **WIDGET_MODEL, coeff=c), "steps": WIDGET_STEPS}
+                for d in DATASETS for c in WIDGET_C]
+    raise ValueError(f"unknown shipped flows {name!r}: use {SHIPPED_FIG2!r} or {SHIPPED_WIDGET!r}")
+
+
+@torch.no_grad()
+def _shippable_state(flow: SequentialFlow) -> dict:
+    """The flow's state with weight matrices in float16 (half the bytes), and the power iterations
+    re-run for exactly those rounded weights, so that the shipped u, v certify what is loaded."""
+    for name, p in flow.named_parameters():
+        if name.endswith("weight") and p.dim() == 2:
+            p.copy_(p.half().float())
+    for layer in lipschitz_layers(flow):
+        layer.power_iteration_to_tolerance(tol=1e-6, max_iter=2000)
+    return {k: v.half() if k.endswith("weight") and v.dim() == 2 else v.clone() for k, v in flow.state_dict().items()}
+
+
+def _train_shipped(setting: dict) -> tuple[str, dict, dict]:
+    torch.set_num_threads(1)
+    torch.manual_seed(SHIPPED_SEED)
+    flow = build_model(setting["model"], **setting["kwargs"])
+    start = time.perf_counter()
+    try:
+        records = train_toy(flow, setting["dataset"], steps=setting["steps"], seed=SHIPPED_SEED,
+                            eval_every=max(setting["steps"] // 5, 1), **TOY_TRAINING)
+    except FloatingPointError as error:
+        raise FloatingPointError(f"{setting['key']}: {error}") from error
+    seconds = time.perf_counter() - start
+    state = _shippable_state(flow)
+    loaded = _flow_from_state(setting, state)
+    figures = {"test_nll": evaluate_nll(loaded, setting["dataset"], TEST_POINTS, SHIPPED_SEED),
+               "steps": setting["steps"], "train_seconds": round(seconds, 1), "parameters": count_parameters(loaded),
+               "curve": [(r["step"], round(r["test_nll"], 4)) for r in records]}
+    return setting["key"], state, figures
+
+
+def _flow_from_state(setting: dict, state: dict) -> SequentialFlow:
+    torch.manual_seed(SHIPPED_SEED)
+    flow = build_model(setting["model"], **setting["kwargs"])
+    flow.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return flow.eval()
+
+
+def precompute(name: str, workers: int = 1) -> tuple[dict, dict]:
+    """Train every flow of shipped file ``name`` (``workers`` processes, one thread each): (content, summary)."""
+    settings = shipped_settings(name)
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            rows = pool.map(_train_shipped, settings, chunksize=1)
+    else:
+        rows = [_train_shipped(s) for s in settings]
+    flows = {key: {"state": state, "figures": figures} for key, state, figures in rows}
+    summary = {key: {"test_nll": round(v["figures"]["test_nll"], 4), "steps": v["figures"]["steps"],
+                     "train_seconds": v["figures"]["train_seconds"]} for key, v in flows.items()}
+    summary["entropies"] = {d: round(data_entropy(d), 4) for d in DATASETS if data_entropy(d) is not None}
+    content = {"settings": settings, "training": dict(TOY_TRAINING),
+               "seed": SHIPPED_SEED, "test_points": TEST_POINTS, "flows": flows}
+    return content, summary
+
+
+def shipped_flow(name: str, key: str):
+    """(flow in eval mode, figures) of one shipped flow, or None when the file or the flow is not shipped
+    (or was made with settings other than this code's)."""
+    if not shipped.available(name):
+        return None
+    content, _ = shipped.load(name)
+    settings = {s["key"]: s for s in shipped_settings(name)}
+    stored = {s["key"]: s for s in content["settings"]}
+    if key not in settings or key not in content["flows"] or stored.get(key) != settings[key]:
+        return None
+    found = content["flows"][key]
+    return _flow_from_state(settings[key], found["state"]), found["figures"]
+
+
+def shipped_result(name: str, dataset: str, model: str = "iresnet", coeff: float | None = None, grid: int = 200,
+                   n_samples: int = 2000, entropy_points: int = ENTROPY_POINTS, seed: int = 0) -> ToyResult | None:
+    """The :class:`ToyResult` of a shipped flow (density grid and samples computed now), or None if not shipped."""
+    found = shipped_flow(name, shipped_key(dataset, model, coeff))
+    if found is None:
+        return None
+    flow, figures = found
+    records = [{"seconds": figures["train_seconds"], "step": figures["steps"], "test_nll": figures["test_nll"],
+                "train_nll": math.nan}]
+    log_p, extent = log_density_grid(flow, n=grid)
+    samples = flow.sample(n_samples, generator=torch.Generator().manual_seed(seed)).numpy()
+    c = (coeff if coeff is not None else TOY_IRESNET["coeff"]) if model == "iresnet" else None
+    return ToyResult(dataset, model, c, "exact", flow, records, count_parameters(flow),
+                     data_entropy(dataset, entropy_points), log_p, extent, samples, source="shipped")

@@ -1,0 +1,94 @@
+"""Shipped lesson results: small precomputed models that let a slider show a well-trained model at once.
+
+Some widgets would otherwise train a model on every move (notebook 01's toy ResNets,
+notebook 04's 2D flows). Their models are trained once, ahead of time, by
+``python -m iresnet_mini.lessons.precompute NAME`` and shipped in ``data/pretrained/lessons/``
+beside a ``manifest.json`` that gives each file's sha256, the exact command that made it,
+and its figures. A file is hashed and compared with the manifest before it is read, and
+then read with ``torch.load(weights_only=True)`` (tensors and plain containers only)::
+
+    content, entry = shipped.load("nb01-dynamics")
+
+A widget says which it shows: a shipped model ("precomputed") or one trained now.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from .. import pretrained
+
+__all__ = ["LESSONS_DIR", "FORMAT", "remake_command", "available", "load", "save", "entry"]
+
+LESSONS_DIR = pretrained.PRETRAINED_DIR / "lessons"
+FORMAT = "iresnet-mini-lesson-results/1"
+
+
+def remake_command(name: str) -> str:
+    """The command that (re)makes shipped lesson file ``name``."""
+    return f"python -m iresnet_mini.lessons.precompute {name}"
+
+
+def available(name: str, directory: str | os.PathLike | None = None) -> bool:
+    """Whether the manifest in ``directory`` (default: the shipped one) lists ``name``."""
+    return name in pretrained.manifest(directory or LESSONS_DIR)
+
+
+def entry(name: str, directory: str | os.PathLike | None = None) -> dict:
+    """The manifest entry of ``name`` (command, figures, sha256), without reading the file."""
+    entries = pretrained.manifest(directory or LESSONS_DIR)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise pretrained.PretrainedError(f"no shipped lesson results named {name!r}; shipped are: {known}. "
+                                         f"Make them with: {remake_command(name)}")
+    return entries[name]
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, directory: str, sha256: str) -> dict:
+    payload, _ = pretrained.verified_file(name, directory, remake_command(name))
+    content = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if not isinstance(content, dict) or content.get("format") != FORMAT or content.get("name") != name:
+        found = content.get("format") if isinstance(content, dict) else type(content).__name__
+        raise pretrained.PretrainedError(f"{name}: not a lesson results file (format {found!r}, expected "
+                                         f"{FORMAT!r}); remake it: {remake_command(name)}")
+    return content
+
+
+def load(name: str, directory: str | os.PathLike | None = None) -> tuple[dict, dict]:
+    """(content, manifest entry) of shipped lesson results ``name``, verified by sha256 before reading.
+
+    The content is read once per session and kept (treat it as read-only).
+    """
+    directory = str(Path(directory or LESSONS_DIR).resolve())
+    found = entry(name, directory)
+    return _load_cached(name, directory, found["sha256"]), found
+
+
+def save(name: str, content: dict, command: str, metrics: dict,
+         directory: str | os.PathLike | None = None, **fields) -> dict:
+    """Write ``content`` (tensors and plain containers) as ``<directory>/<name>.pt`` and its manifest entry.
+
+    Both are written atomically; ``fields`` (for instance the training time) go into the entry.
+    Returns the entry.
+    """
+    directory = Path(directory or LESSONS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "name": name, **content}, buffer)
+    payload = buffer.getvalue()
+    if len(payload) > pretrained.MAX_BYTES:
+        raise pretrained.PretrainedError(f"{name}: {len(payload):,} bytes, more than the {pretrained.MAX_BYTES:,} "
+                                         "a shipped file may have")
+    record = {"file": f"{name}.pt", "sha256": pretrained.sha256sum(payload), "bytes": len(payload),
+              "command": command, "metrics": metrics, **fields,
+              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "torch": torch.__version__}
+    pretrained.write_checkpoint(name, payload, directory)
+    pretrained.write_entry(name, record, directory)
+    return record
