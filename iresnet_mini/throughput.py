@@ -14,7 +14,8 @@ from .config import get_device, seed_everything
 from .recipes import IMAGE_SHAPES, TrainConfig, make_config, model_config
 from .train import make_optimizer, step_function, train_step
 
-__all__ = ["synthetic_setup", "estimate_run", "bench_throughput"]
+__all__ = ["synthetic_setup", "estimate_run", "bench_throughput", "REFERENCE_STEP", "REFERENCE_STEP_SECONDS",
+           "REFERENCE_STEP_COMMAND", "reference_step_seconds"]
 
 
 def synthetic_setup(task: str, dataset: str, preset: str, batch_size: int, device: str | None = None,

@@ -204,9 +204,9 @@ for coeff, stack in ((None, plain2d), (C, iresnet2d)):
 print(f"Thm. 1 guarantees min det >= (1 - L)^d = {(1 - L) ** 2:.4g} for the i-ResNet (d = 2, L = {L:.2f})")
 
 # %% [markdown]
-# Typically one layer of the ResNet folds about half of the plane along a crease, and others turn the whole plane
-# over (a reflection, $\det < 0$ everywhere), which a later layer undoes. None of this is available to the i-ResNet:
-# every one of its layers has $\det(I + J_{g_t}) \ge (1 - L)^2$ everywhere.
+# Here a single layer of the ResNet does the work: it folds half of the plane along a crease near $x_1 = 0$. (At other
+# depths the ResNet's folds can spread: at depth 10, try it in the widget below, every input's path meets one.) None
+# of this is available to the i-ResNet: every one of its layers has $\det(I + J_{g_t}) \ge (1 - L)^2$ everywhere.
 
 # %% [markdown]
 # **Think!** The plain ResNet folds where some layer has $\det(I + J_g) \le 0$. If every layer had a positive

@@ -1,4 +1,5 @@
 """Spectral normalisation: the true operator norm ends below c (paper Sec. 2)."""
+import copy
 import pytest
 import torch
 import torch.nn as nn
@@ -120,6 +121,32 @@ def test_certify_reports_every_constrained_layer_at_most_c():
     assert len(report) == 2
     for row in report:
         assert row["effective_norm"] <= 0.6 + 1e-9
+
+
+def test_certify_finds_the_top_singular_value_where_a_power_iteration_creeps():
+    # Top two singular values 1.0 and 0.999, the power iteration started on the second right singular
+    # vector (up to 1e-4): its estimate changes by less than 1e-6 per step, so a run "to tolerance" stops at
+    # 0.999, and the layer's true norm ends above c. certify takes the top pair from an SVD instead.
+    torch.manual_seed(0)
+    q_left, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    q_right, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    weight = q_left @ torch.diag(torch.tensor([1.0, 0.999, 0.5, 0.4, 0.3, 0.2], dtype=torch.float64)) @ q_right.T
+    layer = L.LipschitzLinear(6, 6, coeff=0.9).double()
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    layer(torch.randn(1, 6, dtype=torch.float64))
+    with torch.no_grad():
+        layer.v.copy_(L._normalize(q_right[:, 1] + 1e-4 * q_right[:, 0]))
+        layer.u.copy_(L._normalize(layer.weight @ layer.v))
+    creeping = copy.deepcopy(layer)
+    sigma, _ = creeping.power_iteration_to_tolerance(tol=1e-6)
+    assert sigma < 0.9995  # stopped short of the top singular value
+    creeping.eval()
+    assert L.operator_norm(creeping, (6,)) > 0.9 * 1.0004  # so the layer's true norm exceeds c
+    (row,) = L.certify(layer)
+    assert row["sigma_hat"] == pytest.approx(1.0, rel=1e-12)
+    layer.eval()
+    assert L.operator_norm(layer, (6,)) == pytest.approx(0.9, rel=1e-12)
 
 
 def test_no_constraint_layer_keeps_its_weights():

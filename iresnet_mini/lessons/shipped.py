@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 from .. import pretrained
+from ..pretrained import PretrainedError
 
-__all__ = ["LESSONS_DIR", "FORMAT", "remake_command", "available", "load", "save", "entry"]
+__all__ = ["LESSONS_DIR", "FORMAT", "PretrainedError", "remake_command", "available", "load", "save", "entry"]
 
 LESSONS_DIR = pretrained.PRETRAINED_DIR / "lessons"
 FORMAT = "iresnet-mini-lesson-results/1"
@@ -44,8 +45,10 @@ def entry(name: str, directory: str | os.PathLike | None = None) -> dict:
     entries = pretrained.manifest(directory or LESSONS_DIR)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
-        raise pretrained.PretrainedError(f"no shipped lesson results named {name!r}; shipped are: {known}. "
-                                         f"Make them with: {remake_command(name)}")
+        raise PretrainedError(f"no shipped lesson results named {name!r} in {directory or LESSONS_DIR}; shipped "
+                              f"are: {known}. A missing file is restored from the repository, or remade with "
+                              "python -m iresnet_mini.lessons.precompute NAME (python -m "
+                              "iresnet_mini.lessons.precompute --help lists the names)")
     return entries[name]
 
 
@@ -53,10 +56,13 @@ def entry(name: str, directory: str | os.PathLike | None = None) -> dict:
 def _load_cached(name: str, directory: str, sha256: str) -> dict:
     payload, _ = pretrained.verified_file(name, directory, remake_command(name))
     content = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    if not isinstance(content, dict) or content.get("format") != FORMAT or content.get("name") != name:
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
-        raise pretrained.PretrainedError(f"{name}: not a lesson results file (format {found!r}, expected "
-                                         f"{FORMAT!r}); remake it: {remake_command(name)}")
+        raise PretrainedError(f"{name}: not a lesson results file (format {found!r}, expected "
+                              f"{FORMAT!r}); remake it: {remake_command(name)}")
+    if content.get("name") != name:
+        raise PretrainedError(f"{name}: the file holds the lesson results {content.get('name')!r}, not {name!r}; "
+                              f"remake it: {remake_command(name)}")
     return content
 
 
@@ -83,7 +89,7 @@ def save(name: str, content: dict, command: str, metrics: dict,
     torch.save({"format": FORMAT, "name": name, **content}, buffer)
     payload = buffer.getvalue()
     if len(payload) > pretrained.MAX_BYTES:
-        raise pretrained.PretrainedError(f"{name}: {len(payload):,} bytes, more than the {pretrained.MAX_BYTES:,} "
+        raise PretrainedError(f"{name}: {len(payload):,} bytes, more than the {pretrained.MAX_BYTES:,} "
                                          "a shipped file may have")
     record = {"file": f"{name}.pt", "sha256": pretrained.sha256sum(payload), "bytes": len(payload),
               "command": command, "metrics": metrics, **fields,

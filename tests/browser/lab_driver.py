@@ -414,7 +414,7 @@ class LabPage:
 
     def move_c_slider(self, panel, shots: Path, name: str) -> SliderEffect:
         """Move the panel's c slider by keyboard towards its farther end, one redraw per
-        key press; screenshot the panel before and after and compare."""
+        key press (at most ``SLIDER_KEY_PRESSES``); screenshot the panel before and after and compare."""
         slider = panel.locator(f".{C_SLIDER_CLASS}")
         handle, value = slider.locator(".noUi-handle"), slider.locator(".widget-readout")
         image = panel.locator(f".{FIGURE_CLASS} img")
@@ -430,9 +430,15 @@ class LabPage:
         errors_start = self.page.evaluate("() => window.__callbackErrors.length")
         low, now, high = (float(handle.get_attribute(f"aria-value{end}"))
                           for end in ("min", "now", "max"))
-        key = "PageDown" if now - low >= high - now else "PageUp"
+        down = now - low >= high - now
+        # A choice among a few values (c_choice: positions 0..n-1) moves one position per arrow key;
+        # a float slider moves five steps per PageUp/PageDown. Never press past the end: a press that
+        # changes nothing never reaches the kernel.
+        few = low == int(low) and high == int(high) and high - low <= 12
+        key = ("ArrowLeft" if down else "ArrowRight") if few else ("PageDown" if down else "PageUp")
+        presses = min(SLIDER_KEY_PRESSES, int(now - low if down else high - now)) if few else SLIDER_KEY_PRESSES
         handle.focus()
-        latencies = [self.press_and_wait_for_kernel(handle, key, panel) for _ in range(SLIDER_KEY_PRESSES)]
+        latencies = [self.press_and_wait_for_kernel(handle, key, panel) for _ in range(presses)]
         image.wait_for(state="visible")
         panel.screenshot(path=after_png)
         self.page.screenshot(path=shots / f"{name}-page.png")  # the panel in its notebook

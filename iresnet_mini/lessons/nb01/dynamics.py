@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -343,7 +344,11 @@ def stack_for(task: str, depth: int, coeff: float | None, steps: int | None = No
     key = setting_key(task, depth, coeff)
     if steps in (None, RECIPE["steps"]) and shipped.available(SHIPPED):
         content, _ = shipped.load(SHIPPED)
-        if content["recipe"] == RECIPE and key in content["models"]:
+        if content["recipe"] != RECIPE:
+            warnings.warn(f"the shipped notebook-01 models were trained with the recipe {content['recipe']}, not "
+                          f"this code's {RECIPE}: training {key} now instead. Remake them with "
+                          f"{shipped.remake_command(SHIPPED)}", stacklevel=2)
+        elif key in content["models"]:
             found = content["models"][key]
             return Model(_unflatten(task, depth, coeff, found["flat"], found["layout"]), "shipped", RECIPE["steps"])
     steps = RECIPE["steps"] if steps is None else steps

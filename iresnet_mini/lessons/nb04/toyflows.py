@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ... import facts, toy
 from ...blocks import mlp_branch
 from ...flows import ActNorm, AffineCoupling, ResidualFlowLayer, SequentialFlow, coupling_flow, set_estimator  # noqa: F401
-from ...lipschitz import LipschitzLinear, LipSwish, lipschitz_layers
+from ...lipschitz import LipschitzLinear, LipSwish, certify, lipschitz_layers
 from ...logdet import jacobian
 from ...train import cosine
 from .. import shipped
@@ -37,7 +37,9 @@ __all__ = [
     "INVERSE_MAX_ITER", "ScaledActNorm", "iresnet_flow", "AffineCoupling", "coupling_flow", "model_kwargs",
     "build_model", "count_parameters", "mlp_jacobian", "log_det_identity_plus", "exact_log_prob",
     "time_exact_logdet", "train_toy", "evaluate_nll", "true_nll", "data_entropy", "log_density_grid",
-    "ToyResult", "fit_toy", "ToyFlowCache", "bench_main",
+    "ToyResult", "fit_toy", "ToyFlowCache", "bench_main", "ParameterAverage", "DATASETS", "SHIPPED_FIG2",
+    "SHIPPED_WIDGET", "FIG2_STEPS", "WIDGET_MODEL", "WIDGET_C", "WIDGET_STEPS", "shipped_key", "shipped_settings",
+    "precompute", "shipped_flow", "shipped_result",
 ]
 
 INVERSE_MAX_ITER = 500         # fixed-point iterations at most per block when sampling
@@ -224,8 +226,9 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
 
     ``ema`` (a decay such as 0.999, or None): keep an exponential moving average of the
     parameters (Polyak averaging, as Residual Flows evaluate); the records then measure the
-    averaged model, and at the end the flow holds the averaged parameters, every power
-    iteration run to tolerance for them.
+    averaged model, and at the end the flow holds the averaged parameters, each layer's norm
+    re-estimated for them by :attr:`ParameterAverage.POWER_ITERATIONS` power-iteration steps
+    (:func:`iresnet_mini.lipschitz.certify` makes it exact, as the shipped flows do).
     """
     if (steps is None) == (seconds is None):
         raise ValueError("give exactly one of steps (an int) or seconds (a float) as the training budget")
@@ -458,7 +461,8 @@ class ToyFlowCache:
             result = None
             if self.shipped is not None:
                 shown = {k: self.fit_kwargs[k] for k in ("grid", "n_samples", "entropy_points") if k in self.fit_kwargs}
-                result = shipped_result(self.shipped, dataset, model, key[2] if model == "iresnet" else None, **shown)
+                result = shipped_result(self.shipped, dataset, model, key[2] if model == "iresnet" else None,
+                                        required=False, **shown)
             if result is None:
                 options = {**self.fit_kwargs, **({"coeff": key[2]} if model == "iresnet" else {})}
                 result = fit_toy(dataset, model, self.steps, **options)
@@ -567,8 +571,7 @@ def _shippable_state(flow: SequentialFlow) -> dict:
     for name, p in flow.named_parameters():
         if name.endswith("weight") and p.dim() == 2:
             p.copy_(p.half().float())
-    for layer in lipschitz_layers(flow):
-        layer.power_iteration_to_tolerance(tol=1e-6, max_iter=2000)
+    certify(flow)  # dense layers: u, v from an SVD of the rounded weights
     return {k: v.half() if k.endswith("weight") and v.dim() == 2 else v.clone() for k, v in flow.state_dict().items()}
 
 
@@ -585,6 +588,7 @@ def _train_shipped(setting: dict) -> tuple[str, dict, dict]:
     seconds = time.perf_counter() - start
     state = _shippable_state(flow)
     loaded = _flow_from_state(setting, state)
+    # train_seconds: the wall time of train_toy, its five test evaluations included
     figures = {"test_nll": evaluate_nll(loaded, setting["dataset"], TEST_POINTS, SHIPPED_SEED),
                "steps": setting["steps"], "train_seconds": round(seconds, 1), "parameters": count_parameters(loaded),
                "curve": [(r["step"], round(r["test_nll"], 4)) for r in records]}
@@ -632,11 +636,23 @@ def shipped_flow(name: str, key: str):
 
 
 def shipped_result(name: str, dataset: str, model: str = "iresnet", coeff: float | None = None, grid: int = 200,
-                   n_samples: int = 2000, entropy_points: int = ENTROPY_POINTS, seed: int = 0) -> ToyResult | None:
-    """The :class:`ToyResult` of a shipped flow (density grid and samples computed now), or None if not shipped."""
-    found = shipped_flow(name, shipped_key(dataset, model, coeff))
+                   n_samples: int = 2000, entropy_points: int = ENTROPY_POINTS, seed: int = 0,
+                   required: bool = True) -> ToyResult | None:
+    """The :class:`ToyResult` of a shipped flow (density grid and samples computed now).
+
+    A flow that is not shipped (or was made with other settings) raises
+    :class:`~iresnet_mini.pretrained.PretrainedError` saying how to remake it; with
+    ``required=False`` it gives None instead (the widget then trains the setting now).
+    """
+    key = shipped_key(dataset, model, coeff)
+    found = shipped_flow(name, key)
     if found is None:
-        return None
+        if not required:
+            return None
+        raise shipped.PretrainedError(
+            f"the shipped flow {key!r} of {name!r} is missing from {shipped.LESSONS_DIR} or was made with other "
+            f"settings than this code's; restore the folder from the repository, or remake it: "
+            f"{shipped.remake_command(name)}")
     flow, figures = found
     records = [{"seconds": figures["train_seconds"], "step": figures["steps"], "test_nll": figures["test_nll"],
                 "train_nll": math.nan}]
