@@ -30,13 +30,13 @@ from pathlib import Path
 import nbformat
 
 from . import editions
+from .lessons.nb01.dynamics import GRID_C
 
 __all__ = ["FRAME_CS", "FRAME_LAYERS", "site_notebook", "slider_frames", "slider_html", "write_sources",
            "build", "main"]
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-# the static slider's values of c (notebook 01): those of its widget, whose models ship precomputed
-FRAME_CS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+FRAME_CS = GRID_C  # the static slider's values of c (notebook 01): its widget's, whose models ship precomputed
 FRAME_LAYERS = 2  # layers per branch of notebook 01's i-ResNet: Lip(g) <= c^2
 STATIC_SLIDER_CLASS = "static-c-slider"
 _LESSON_LINK = re.compile(r"\b([Nn]otebooks?) (0[1-8])\b")

@@ -45,7 +45,7 @@ from iresnet_mini.lessons.nb04 import checks, figures, toyflows
 from iresnet_mini.config import size
 
 course.setup(threads=1)  # 2D batches are small matrices: one CPU thread
-DATASETS = ("8gaussians", "checkerboard", "moons", "circles")
+DATASETS = toyflows.DATASETS  # 8gaussians, checkerboard, moons, circles
 SHAPE = {**toyflows.TOY_SHAPE, **size("nb04.model")}        # shared by both models
 KWARGS = {m: toyflows.model_kwargs(m, **SHAPE) for m in toyflows.MODELS}
 LAYERS = SHAPE["n_hidden_layers"] + 1  # linear layers per i-ResNet branch: Lip(g) <= c^LAYERS

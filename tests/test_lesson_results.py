@@ -162,7 +162,15 @@ def test_nb04_cache_serves_shipped_flows_and_trains_the_rest():
     assert trained.source == "trained now" and trained.label == "trained now (3 steps)"
 
 
-def test_the_websites_static_slider_shows_shipped_models():
-    from iresnet_mini import site
+def test_nb01_precompute_ships_the_recipes_models_with_the_figures_they_load_with():
+    content, summary = dynamics.precompute(settings=[("abs", 2, 0.9), ("abs", 2, None)])
+    assert content["recipe"] == dynamics.RECIPE and sorted(content["models"]) == ["abs/T2/c0.9", "abs/T2/plain"]
+    dynamics.trained_stack.cache_clear()
+    stack, _ = dynamics.trained_stack("abs", 2, 0.9)  # the same recipe trained again: the same weights
+    assert torch.equal(content["models"]["abs/T2/c0.9"]["flat"], dynamics._flatten(stack)[0])
+    assert content["models"]["abs/T2/c0.9"]["figures"] == dynamics.measure(stack, "abs", dynamics.MEASURE_GRID)
+    assert summary["abs"]["i-ResNet max fold fraction"] == 0 and summary["reverse"]["ResNet max mse"] is None
 
-    assert set(site.FRAME_CS) <= set(dynamics.GRID_C)
+
+def test_parallel_map_keeps_the_order_in_worker_processes():
+    assert shipped.parallel_map(abs, [-1, 2, -3], workers=2) == shipped.parallel_map(abs, [-1, 2, -3]) == [1, 2, 3]

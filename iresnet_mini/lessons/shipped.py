@@ -24,10 +24,23 @@ import torch
 from .. import pretrained
 from ..pretrained import PretrainedError
 
-__all__ = ["LESSONS_DIR", "FORMAT", "PretrainedError", "remake_command", "available", "load", "save", "entry"]
+__all__ = ["LESSONS_DIR", "FORMAT", "PretrainedError", "remake_command", "available", "load", "save", "entry",
+           "parallel_map"]
 
 LESSONS_DIR = pretrained.PRETRAINED_DIR / "lessons"
 FORMAT = "iresnet-mini-lesson-results/1"
+
+
+def parallel_map(fn, items, workers: int = 1, chunksize: int = 1) -> list:
+    """[fn(item) for item in items], in ``workers`` spawned processes when more than one (``fn`` must be
+    importable by name): how the precompute commands train their models side by side."""
+    items = list(items)
+    if workers <= 1:
+        return [fn(item) for item in items]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return pool.map(fn, items, chunksize=chunksize)
 
 
 def remake_command(name: str) -> str:

@@ -292,11 +292,7 @@ def _unflatten(task: str, depth: int, coeff: float | None, flat: torch.Tensor, l
 
 def _train_setting(setting: tuple) -> tuple[str, torch.Tensor, list, dict]:
     task, depth, coeff = setting
-    torch.manual_seed(RECIPE["seed"])
-    stack = residual_stack(task_dim(task), depth, RECIPE["hidden"], coeff)
-    x = sample_inputs(task, RECIPE["n_train"], RECIPE["seed"])
-    fit(stack, x, task_target(task, x), RECIPE["steps"])
-    flat, layout = _flatten(stack)
+    flat, layout = _flatten(trained_stack(task, depth, coeff)[0])
     # the figures of the model as it will be loaded (the shipped numbers are re-checked by the tests)
     return setting_key(*setting), flat, layout, measure(_unflatten(task, depth, coeff, flat, layout), task,
                                                         MEASURE_GRID)
@@ -310,13 +306,7 @@ def precompute(workers: int = 1, settings=None) -> tuple[dict, dict]:
     :func:`measure`; ``summary`` the worst figures per task for the manifest.
     """
     settings = grid_settings() if settings is None else list(settings)
-    if workers > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            rows = pool.map(_train_setting, settings, chunksize=4)
-    else:
-        rows = [_train_setting(s) for s in settings]
+    rows = shipped.parallel_map(_train_setting, settings, workers, chunksize=4)
     models = {key: {"flat": flat, "layout": layout, "figures": figures} for key, flat, layout, figures in rows}
     summary = {}
     for task in TASKS:

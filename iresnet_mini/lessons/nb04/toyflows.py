@@ -422,12 +422,18 @@ def fit_toy(dataset: str, model: str = "iresnet", steps: int = 1000, logdet: str
     flow = build_model(model, **kwargs)
     records = train_toy(flow, dataset, steps=steps, batch_size=batch_size, lr=lr, logdet=logdet, seed=seed,
                         eval_every=eval_every, eval_points=eval_points, **(estimator_kwargs or {}))
+    coeff = kwargs.get("coeff", TOY_IRESNET["coeff"]) if model == "iresnet" else None
+    return _result(dataset, model, coeff, logdet, flow, records, grid, n_samples, entropy_points, seed)
+
+
+def _result(dataset, model, coeff, logdet, flow, records, grid, n_samples, entropy_points, seed,
+            source="trained now") -> ToyResult:
+    """What the notebook shows of a flow: its density on the grid and samples drawn by inverting it."""
     flow.eval()
     log_p, extent = log_density_grid(flow, n=grid)
     samples = flow.sample(n_samples, generator=torch.Generator().manual_seed(seed)).numpy()
-    coeff = kwargs.get("coeff", TOY_IRESNET["coeff"]) if model == "iresnet" else None
     return ToyResult(dataset, model, coeff, logdet, flow, records, count_parameters(flow),
-                     data_entropy(dataset, entropy_points), log_p, extent, samples)
+                     data_entropy(dataset, entropy_points), log_p, extent, samples, source=source)
 
 
 class ToyFlowCache:
@@ -605,13 +611,7 @@ def _flow_from_state(setting: dict, state: dict) -> SequentialFlow:
 def precompute(name: str, workers: int = 1) -> tuple[dict, dict]:
     """Train every flow of shipped file ``name`` (``workers`` processes, one thread each): (content, summary)."""
     settings = shipped_settings(name)
-    if workers > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            rows = pool.map(_train_shipped, settings, chunksize=1)
-    else:
-        rows = [_train_shipped(s) for s in settings]
+    rows = shipped.parallel_map(_train_shipped, settings, workers)
     flows = {key: {"state": state, "figures": figures} for key, state, figures in rows}
     summary = {key: {"test_nll": round(v["figures"]["test_nll"], 4), "steps": v["figures"]["steps"],
                      "train_seconds": v["figures"]["train_seconds"]} for key, v in flows.items()}
@@ -656,8 +656,5 @@ def shipped_result(name: str, dataset: str, model: str = "iresnet", coeff: float
     flow, figures = found
     records = [{"seconds": figures["train_seconds"], "step": figures["steps"], "test_nll": figures["test_nll"],
                 "train_nll": math.nan}]
-    log_p, extent = log_density_grid(flow, n=grid)
-    samples = flow.sample(n_samples, generator=torch.Generator().manual_seed(seed)).numpy()
     c = (coeff if coeff is not None else TOY_IRESNET["coeff"]) if model == "iresnet" else None
-    return ToyResult(dataset, model, c, "exact", flow, records, count_parameters(flow),
-                     data_entropy(dataset, entropy_points), log_p, extent, samples, source="shipped")
+    return _result(dataset, model, c, "exact", flow, records, grid, n_samples, entropy_points, seed, "shipped")
