@@ -6,7 +6,8 @@ import sys
 
 from . import data as _data
 from .config import get_device
-from .recipes import DATASETS, TASKS, TrainConfig, make_config
+from .models import parse_model_options
+from .recipes import DATASETS, IMAGE_SHAPES, TASKS, TrainConfig, make_config, model_config
 
 __all__ = ["parser", "config_from_args", "main"]
 
@@ -20,6 +21,9 @@ def parser() -> argparse.ArgumentParser:
     c = p.add_mutually_exclusive_group()
     c.add_argument("--coeff", type=float, help="Lipschitz coefficient c in (0, 1)")
     c.add_argument("--vanilla", action="store_true", help="no Lipschitz constraint (non-invertible baseline)")
+    p.add_argument("--model", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="architecture options on top of the preset, e.g. widths=64,128 blocks=3,5 "
+                        "activation=lipswish")
     p.add_argument("--epochs", type=int)
     p.add_argument("--time-budget", type=float, metavar="MINUTES", help="minutes of training")
     p.add_argument("--train-subset", type=int, metavar="N")
@@ -50,12 +54,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         ("channels_last", args.channels_last), ("compile", args.compile)) if value is not None}
     if args.epochs is not None or args.time_budget is not None:
         overrides.update(epochs=args.epochs, time_budget_min=args.time_budget)
+    model = parse_model_options(args.task, args.model)
     if args.vanilla:
-        overrides["model"] = {"coeff": None}
+        model["coeff"] = None
     elif args.coeff is not None:
-        overrides["model"] = {"coeff": args.coeff}
+        model["coeff"] = args.coeff
+    if model:
+        overrides["model"] = model
     device = args.device or str(get_device())
-    return make_config(args.task, args.dataset, args.preset, seed=args.seed, device=device, **overrides)
+    config = make_config(args.task, args.dataset, args.preset, seed=args.seed, device=device, **overrides)
+    model_config(config, IMAGE_SHAPES[config.dataset])  # a bad architecture option fails here, not after loading
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 * :class:`IResNetClassifier` - the i-ResNet classifier: (squeeze) -> injective zero padding ->
   stages of [squeeze] -> ActNorm -> x + g(x) blocks -> head BatchNorm -> ReLU -> global average
   pool -> linear. Everything before the head is invertible, so an image can be reconstructed
-  from its features by the fixed-point inverse (paper Fig. 3).
+  from its features by the fixed-point inverse (paper Fig. 3). With ``block="coupling"`` the
+  same layout is built from Glow steps instead (:class:`CouplingStep`: ActNorm, invertible 1x1
+  convolution, affine coupling), the coupling classifier of the paper's Table 3.
 * :class:`MultiScaleFlow` - the density model: scales of squeeze -> [ActNorm, residual flow
   layer] x n, half of the channels factored out after every scale but the last, each
   factored part with its own learned diagonal Gaussian prior (paper Sec. 3 and 4).
@@ -15,26 +17,30 @@ named presets (:data:`CLASSIFIER_PRESETS`, :data:`FLOW_PRESETS`): ``"tiny"`` for
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import InvertibleResidualBlock, conv_branch
-from .flows import ActNorm, DiagonalGaussian, ResidualFlowLayer, Squeeze
-from .lipschitz import check_coeff
+from .blocks import InverseInfo, InvertibleResidualBlock, conv_branch
+from .flows import ActNorm, ChannelCoupling, DiagonalGaussian, InvertibleConv1x1, ResidualFlowLayer, Squeeze
+from .lipschitz import ACTIVATIONS, check_coeff
 
 __all__ = [
     "ClassifierConfig", "FlowConfig", "CLASSIFIER_PRESETS", "FLOW_PRESETS", "classifier_config",
-    "flow_config", "InjectivePad", "ClassifierStep", "IResNetClassifier", "MultiScaleFlow",
-    "count_parameters", "build_model", "config_to_dict", "config_from_dict",
+    "flow_config", "BLOCKS", "InjectivePad", "ClassifierStep", "CouplingStep", "IResNetClassifier", "MultiScaleFlow",
+    "count_parameters", "build_model", "config_to_dict", "config_from_dict", "parse_model_options",
 ]
 
 
 # ----------------------------------------------------------------------------------------
 # Configurations and presets
 # ----------------------------------------------------------------------------------------
+
+BLOCKS = ("residual", "coupling")  # the classifier's invertible steps: i-ResNet or Glow-style
+
 
 @dataclass(frozen=True)
 class ClassifierConfig:
@@ -51,10 +57,17 @@ class ClassifierConfig:
     n_power_iterations: int = 1
     activation: str = "elu"
     actnorm: bool = True
+    block: str = "residual"             # "coupling": Glow-style steps instead (Table 3's baseline)
 
     def __post_init__(self):
         _check_stages(self.blocks, self.strides, self.widths)
+        _check_activation(self.activation)
         check_coeff(self.coeff)
+        if self.block not in BLOCKS:
+            raise ValueError(f"unknown block {self.block!r}: allowed are {', '.join(map(repr, BLOCKS))}")
+        if self.block == "coupling" and self.coeff is not None:
+            raise ValueError(f"a coupling block is invertible by its dimension splitting and has no Lipschitz "
+                             f"constraint, so coeff must be None (--vanilla), got {self.coeff}")
         c, h, w = self.in_shape
         if self.channels < self.squeezed_in_channels:
             raise ValueError(f"channels={self.channels} is fewer than the input's "
@@ -88,6 +101,7 @@ class FlowConfig:
 
     def __post_init__(self):
         _check_stages(self.blocks, (1,) * len(self.blocks), self.widths)
+        _check_activation(self.activation)
         if check_coeff(self.coeff) is None:
             raise ValueError("a density model needs coeff in (0, 1): without it the log-det series diverges")
 
@@ -110,6 +124,11 @@ def _check_stages(blocks, strides, widths) -> None:
         raise ValueError(f"strides must be 1 or 2 (2 = squeeze), got {strides}")
     if any(not isinstance(w, int) or w < 1 for w in widths):
         raise ValueError(f"widths must be positive integers, got {widths}")
+
+
+def _check_activation(activation) -> None:
+    if isinstance(activation, str) and activation.lower() not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}: allowed are {', '.join(map(repr, ACTIVATIONS))}")
 
 
 def _check_squeezes(side: int, strides) -> None:
@@ -230,6 +249,46 @@ class ClassifierStep(nn.Module):
         return self.block.last_inverse_info
 
 
+class CouplingStep(nn.Module):
+    """[Squeeze] -> ActNorm -> invertible 1x1 conv -> affine coupling: one Glow step (Table 3's baseline).
+
+    The same interface as :class:`ClassifierStep`, so that the classifier, its inverse and the
+    lessons take either; its inverse is in closed form (reported as zero iterations).
+    """
+
+    def __init__(self, channels: int, width: int, squeeze: bool, activation: str, actnorm: bool):
+        super().__init__()
+        self.squeeze = Squeeze() if squeeze else None
+        channels = channels * 4 if squeeze else channels
+        self.actnorm = ActNorm(channels) if actnorm else None
+        self.mix = InvertibleConv1x1(channels)
+        self.coupling = ChannelCoupling(channels, width, activation)
+        self.last_inverse_info: InverseInfo | None = None
+
+    def _layers(self):
+        return [m for m in (self.squeeze, self.actnorm, self.mix, self.coupling) if m is not None]
+
+    def features(self, x):
+        return self(x)[0]
+
+    def forward(self, x):
+        logdet = x.new_zeros(x.shape[0])
+        for layer in self._layers():
+            x, ld = layer(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y, max_iter: int = 100, atol: float | None = None):
+        """x in closed form (``max_iter`` and ``atol`` are there for the residual step's signature)."""
+        start = time.perf_counter()
+        for layer in reversed(self._layers()):
+            y = layer.inverse(y)
+        self.last_inverse_info = InverseInfo(iterations=0, residual=0.0, converged=bool(torch.isfinite(y).all()),
+                                             seconds=time.perf_counter() - start, method="closed form",
+                                             history=[])
+        return y
+
+
 class IResNetClassifier(nn.Module):
     """The i-ResNet classifier (paper Sec. 4): invertible features, then a small non-invertible head."""
 
@@ -242,9 +301,12 @@ class IResNetClassifier(nn.Module):
         for stage, (n_blocks, stride, width) in enumerate(zip(config.blocks, config.strides, config.widths)):
             for j in range(n_blocks):
                 squeeze = stride == 2 and j == 0
-                steps.append(ClassifierStep(channels, width, squeeze, config.coeff, config.n_power_iterations,
-                                            config.activation, config.actnorm,
-                                            preactivation=not (stage == 0 and j == 0)))
+                if config.block == "coupling":
+                    steps.append(CouplingStep(channels, width, squeeze, config.activation, config.actnorm))
+                else:
+                    steps.append(ClassifierStep(channels, width, squeeze, config.coeff, config.n_power_iterations,
+                                                config.activation, config.actnorm,
+                                                preactivation=not (stage == 0 and j == 0)))
                 if squeeze:
                     channels, side = channels * 4, side // 2
         self.steps = nn.ModuleList(steps)
@@ -393,3 +455,45 @@ def config_from_dict(kind: str, values: dict):
     cls = {"classify": ClassifierConfig, "density": FlowConfig}[kind]
     tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
     return cls(**{**values, **tuples})
+
+
+# Options a command line can set: KEY=VALUE strings, typed by the architecture's fields.
+_OPTION_FIELDS = {"classify": ClassifierConfig, "density": FlowConfig}
+_NOT_OPTIONS = {"in_shape", "n_classes", "coeff", "estimator_kwargs"}  # from the data, --coeff/--vanilla, code
+
+
+def _option_value(cls, key: str, text: str):
+    default = getattr(cls, key)
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError
+            return text.lower() == "true"
+        if isinstance(default, tuple):
+            return tuple(int(part) for part in text.split(","))
+        if isinstance(default, int):
+            return int(text)
+        return text
+    except ValueError:
+        kind = ("true or false" if isinstance(default, bool) else "comma-separated integers such as 2,4"
+                if isinstance(default, tuple) else "an integer")
+        raise ValueError(f"model option {key}={text!r}: {key} takes {kind}") from None
+
+
+def parse_model_options(task: str, items) -> dict:
+    """Architecture overrides from ``KEY=VALUE`` strings, e.g. ``["widths=64,128", "activation=lipswish"]``.
+
+    Keys are the fields of :class:`ClassifierConfig` (task "classify") or :class:`FlowConfig`
+    ("density"), except those set elsewhere (the image shape, c); values are typed by the field.
+    """
+    cls = _OPTION_FIELDS[task]
+    allowed = [f for f in cls.__dataclass_fields__ if f not in _NOT_OPTIONS]
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not text:
+            raise ValueError(f"model option {item!r} is not KEY=VALUE (for example widths=64,128)")
+        if key not in allowed:
+            raise ValueError(f"unknown model option {key!r} for task {task!r}: allowed are {', '.join(allowed)}")
+        options[key] = _option_value(cls, key, text)
+    return options

@@ -68,14 +68,19 @@ class Recipe:
     threads: int | None = None
     seed: int = 0
     task: str = "classify"
+    model: tuple[str, ...] = ()          # architecture options on top of the preset, "KEY=VALUE" (--model)
+    lr: float | None = None
+    test_subset: int | None = None       # per-epoch evaluation on the first N test images (speed only)
 
     def argv(self) -> list[str]:
         """The command-line options (without ``--out``)."""
         args = ["--task", self.task, "--dataset", self.dataset, "--preset", self.preset]
         args += ["--vanilla"] if self.coeff is None else ["--coeff", f"{self.coeff:g}"]
+        if self.model:
+            args += ["--model", *self.model]
         for flag, value in (("--epochs", self.epochs), ("--time-budget", self.time_budget),
-                            ("--train-subset", self.train_subset), ("--batch-size", self.batch_size),
-                            ("--threads", self.threads)):
+                            ("--train-subset", self.train_subset), ("--test-subset", self.test_subset),
+                            ("--batch-size", self.batch_size), ("--lr", self.lr), ("--threads", self.threads)):
             if value is not None:
                 args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
         return args + ["--seed", str(self.seed)]
@@ -98,7 +103,11 @@ class Recipe:
             wanted.update(epochs=self.epochs, time_budget_min=self.time_budget)
         if self.batch_size is not None:
             wanted["batch_size"] = self.batch_size
-        found = {**run_config, "coeff": run_config.get("model", {}).get("coeff", self._preset_coeff())}
+        if self.lr is not None:
+            wanted["lr"] = self.lr
+        run_model = {k: tuple(v) if isinstance(v, list) else v for k, v in run_config.get("model", {}).items()}
+        wanted["model options"] = models.parse_model_options(self.task, self.model)
+        found = {**run_config, "coeff": run_model.pop("coeff", self._preset_coeff()), "model options": run_model}
         return [f"{k}: run has {found.get(k)!r}, recipe wants {v!r}" for k, v in wanted.items()
                 if found.get(k) != v]
 

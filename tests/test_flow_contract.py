@@ -19,19 +19,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trained_like(module: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Module:
-    """Random, non-trivial parameters (ActNorm initialised on x, coupling nets not at zero), eval mode."""
+    """Random, non-trivial parameters (ActNorm initialised on x, coupling nets not at zero, 1x1 convolutions
+    not rotations), eval mode."""
     generator = torch.Generator().manual_seed(seed)
     module = module.double()
     module.train()
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, flows.AffineCoupling):
+            if isinstance(m, (flows.AffineCoupling, flows.ChannelCoupling)):
                 for p in m.net.parameters():
                     p.copy_(0.3 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
         module(x)  # ActNorm's data-dependent init; power iterations learn their vectors
         for m in module.modules():
             if isinstance(m, flows.ResidualFlowLayer):  # iterate to float64 precision
                 m.inverse_kwargs.update(atol=1e-12, max_iter=500)
+            if isinstance(m, flows.InvertibleConv1x1):  # away from the rotation start, whose log-det is 0
+                m.weight.add_(0.4 * torch.randn(m.weight.shape, generator=generator, dtype=m.weight.dtype))
             if isinstance(m, flows.ActNorm):  # move away from the exact standardisation
                 m.bias.add_(0.1 * torch.randn(m.bias.shape, generator=generator, dtype=m.bias.dtype))
                 m.log_scale.add_(0.2 * torch.randn(m.log_scale.shape, generator=generator, dtype=m.log_scale.dtype))
@@ -119,6 +122,10 @@ LAYERS = {
     "ResidualFlowLayer, convolutional": (_conv_residual, (2, 2, 3, 3)),
     "AffineCoupling": (lambda: flows.AffineCoupling(torch.tensor([1.0, 0.0, 1.0]), hidden=8, n_hidden_layers=2), (4, 3)),
     "ClassifierStep (squeeze, ActNorm, block)": (_ClassifierStepAtTolerance, (2, 2, 4, 4)),
+    "InvertibleConv1x1": (lambda: flows.InvertibleConv1x1(3), (2, 3, 2, 2)),
+    "ChannelCoupling": (lambda: flows.ChannelCoupling(3, 4), (2, 3, 2, 2)),
+    "CouplingStep (squeeze, ActNorm, 1x1 conv, coupling)": (
+        lambda: models.CouplingStep(2, 4, squeeze=True, activation="elu", actnorm=True), (2, 2, 4, 4)),
     "SequentialFlow: i-ResNet flow": (lambda: toyflows.iresnet_flow(2, n_blocks=2, hidden=8, n_hidden_layers=1,
                                                                      estimator="exact"), (4, 2)),
     "SequentialFlow: coupling flow": (lambda: flows.coupling_flow(2, n_layers=2, hidden=8, n_hidden_layers=1), (4, 2)),
@@ -159,6 +166,14 @@ class _NoLogdet(flows.Squeeze):
         return super().forward(x)[0]
 
 
+class _MixLogdetOncePerImage(flows.InvertibleConv1x1):
+    """log|det W| once, not once per pixel: the 1x1 convolution's classic slip."""
+
+    def forward(self, x):
+        y, logdet = super().forward(x)
+        return y, logdet / (x.shape[2] * x.shape[3])
+
+
 class _DivergedReport(nn.Module):
     def __init__(self):
         super().__init__()
@@ -181,6 +196,7 @@ class _DivergedReport(nn.Module):
     (_WrongSign(3), (4, 3), "differs from the exact"),
     (_LooseInverse(3), (4, 3), "inverse(forward(x)) misses x"),
     (_NoLogdet(), (3, 1, 4, 4), "not (y, logdet)"),
+    (_MixLogdetOncePerImage(3, torch.Generator().manual_seed(1)), (2, 3, 2, 2), "differs from the exact"),
     (_DivergedReport(), (4, 3), "does not report a converged iteration"),
 ])
 def test_the_contract_check_rejects_a_planted_fault(broken, shape, complaint):

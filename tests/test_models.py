@@ -86,6 +86,50 @@ def test_bad_architectures_are_refused_with_a_reason():
         models.classifier_config("tiny", (1, 28, 28), strides=(2, 2, 2), blocks=(1, 1, 1), widths=(4, 4, 4))
     with pytest.raises(ValueError, match="coeff"):
         models.flow_config("tiny", (1, 28, 28), coeff=None)
+    with pytest.raises(ValueError, match="unknown activation 'swishy'"):
+        models.classifier_config("tiny", (1, 28, 28), activation="swishy")
+    with pytest.raises(ValueError, match="unknown block"):
+        models.classifier_config("tiny", (1, 28, 28), block="dense")
+    with pytest.raises(ValueError, match="coeff must be None"):
+        models.classifier_config("tiny", (1, 28, 28), block="coupling")
+
+
+def test_coupling_classifier_has_the_layout_and_inverts_in_closed_form(mnist_available):
+    x = _mnist_batch()
+    config = models.classifier_config("tiny", (1, 28, 28), block="coupling", coeff=None)
+    model = _initialised(models.IResNetClassifier(config), x)
+    assert all(isinstance(step, models.CouplingStep) for step in model.steps)
+    assert model.feature_shape == models.IResNetClassifier(models.classifier_config("tiny", (1, 28, 28))).feature_shape
+    assert lipschitz.lipschitz_layers(model) == []  # nothing constrained: invertible by the splitting
+    with torch.no_grad():
+        for step in model.steps:  # leave the identity start: a trained-like coupling
+            for p in step.coupling.net.parameters():
+                p.normal_(0, 0.05)
+    x_rec, infos = model.inverse(model.features(x), return_info=True)
+    assert all(info.converged and info.iterations == 0 for info in infos)
+    assert 0 < (x_rec - x).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("items, expected", [
+    (["widths=64,128", "blocks=3,5"], {"widths": (64, 128), "blocks": (3, 5)}),
+    (["activation=lipswish", "actnorm=false", "channels=32"], {"activation": "lipswish", "actnorm": False,
+                                                               "channels": 32}),
+    (["block=coupling"], {"block": "coupling"}),
+])
+def test_model_options_are_typed_by_the_architecture(items, expected):
+    assert models.parse_model_options("classify", items) == expected
+
+
+@pytest.mark.parametrize("items, complaint", [
+    (["widths"], "not KEY=VALUE"),
+    (["depth=3"], "unknown model option 'depth'.*allowed are"),
+    (["coeff=0.5"], "unknown model option 'coeff'"),  # --coeff / --vanilla set c
+    (["blocks=3.5"], "comma-separated integers"),
+    (["actnorm=yes"], "true or false"),
+])
+def test_bad_model_options_say_what_is_allowed(items, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        models.parse_model_options("classify", items)
 
 
 def _tiny_flow():

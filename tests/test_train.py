@@ -162,6 +162,18 @@ def test_command_line_options_build_the_config():
         cli.parser().parse_args(["--vanilla", "--coeff", "0.5", "--out", "x"])
     with pytest.raises(ValueError, match="unknown preset"):
         train.make_config("classify", "mnist", "huge")
+    wide = cli.config_from_args(cli.parser().parse_args(
+        ["--dataset", "cifar10", "--preset", "cpu", "--model", "widths=64,128", "blocks=3,5", "--coeff", "0.8",
+         "--out", "x", "--device", "cpu"]))
+    assert wide.model == {"widths": (64, 128), "blocks": (3, 5), "coeff": 0.8}
+    assert train.model_config(wide, (3, 32, 32)).widths == (64, 128)
+
+
+def test_a_bad_model_option_fails_before_any_data_is_read(capsys):
+    assert cli.main(["--model", "activation=swishy", "--out", "never-made", "--device", "cpu"]) == 1
+    assert "unknown activation 'swishy'" in capsys.readouterr().err
+    assert cli.main(["--model", "block=coupling", "--out", "never-made", "--device", "cpu"]) == 1
+    assert "--vanilla" in capsys.readouterr().err
 
 
 def test_command_line_trains_and_returns_zero(mnist_available, tmp_path):
