@@ -42,10 +42,13 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_checkpoint(path: Path, model, optimizer, state: dict, config: TrainConfig, device) -> None:
-    """Model, optimiser, RNG and loop state, written to a temporary file and renamed into place."""
+def save_checkpoint(path: Path, model, optimizer, state: dict, config: TrainConfig, device, average=None) -> None:
+    """Model, optimiser, RNG and loop state (and the weight average, if any), written to a temporary
+    file and renamed into place."""
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(device),
                "state": state, "config": dataclasses.asdict(config)}
+    if average is not None:
+        payload["average"] = average.state_dict()
     with atomic_open(path) as handle:
         torch.save(payload, handle)
 

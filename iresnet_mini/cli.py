@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
                    help="final evaluation on N test images (default: the whole test set)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999): it is evaluated, "
+                        "certified and saved instead of the last step's weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int)
@@ -50,7 +53,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {name: value for name, value in (
         ("train_subset", args.train_subset), ("test_subset", args.test_subset),
         ("final_test_subset", args.final_test_subset),
-        ("batch_size", args.batch_size), ("lr", args.lr), ("threads", args.threads), ("amp", args.amp),
+        ("batch_size", args.batch_size), ("lr", args.lr), ("ema", args.ema), ("threads", args.threads), ("amp", args.amp),
         ("channels_last", args.channels_last), ("compile", args.compile)) if value is not None}
     if args.epochs is not None or args.time_budget is not None:
         overrides.update(epochs=args.epochs, time_budget_min=args.time_budget)

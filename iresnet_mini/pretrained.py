@@ -70,6 +70,7 @@ class Recipe:
     task: str = "classify"
     model: tuple[str, ...] = ()          # architecture options on top of the preset, "KEY=VALUE" (--model)
     lr: float | None = None
+    ema: float | None = None             # decay of the weight average that is kept (--ema)
     test_subset: int | None = None       # per-epoch evaluation on the first N test images (speed only)
 
     def argv(self) -> list[str]:
@@ -80,7 +81,8 @@ class Recipe:
             args += ["--model", *self.model]
         for flag, value in (("--epochs", self.epochs), ("--time-budget", self.time_budget),
                             ("--train-subset", self.train_subset), ("--test-subset", self.test_subset),
-                            ("--batch-size", self.batch_size), ("--lr", self.lr), ("--threads", self.threads)):
+                            ("--batch-size", self.batch_size), ("--lr", self.lr), ("--ema", self.ema),
+                            ("--threads", self.threads)):
             if value is not None:
                 args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
         return args + ["--seed", str(self.seed)]
@@ -105,6 +107,8 @@ class Recipe:
             wanted["batch_size"] = self.batch_size
         if self.lr is not None:
             wanted["lr"] = self.lr
+        if self.ema is not None:
+            wanted["ema"] = self.ema
         run_model = {k: tuple(v) if isinstance(v, list) else v for k, v in run_config.get("model", {}).items()}
         wanted["model options"] = models.parse_model_options(self.task, self.model)
         found = {**run_config, "coeff": run_model.pop("coeff", self._preset_coeff()), "model options": run_model}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import models
+from .averaging import check_decay
 
 __all__ = ["TASKS", "DATASETS", "OPTIMIZERS", "SCHEDULES", "AUGMENTATIONS", "IMAGE_SHAPES", "TrainConfig", "check_choice", "TRAIN_PRESETS", "DATASET_DEFAULTS", "make_config", "model_config"]
 
@@ -59,6 +60,7 @@ class TrainConfig:
     gamma: float = 0.2
     warmup: float = 0.0                     # fraction of training with a linear warm-up
     label_smoothing: float = 0.0
+    ema: float | None = None                # decay of a weight average evaluated and kept instead of the last weights
     augment: str | None = None              # "shift" (MNIST), "crop_flip" (CIFAR), "flip", None
     shift: int = 2                          # pixels of random shift for "shift"
     logit_alpha: float | None = None        # density: logit(alpha + (1-2 alpha) x); None: x - 0.5
@@ -86,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"time_budget_min must be > 0 minutes, got {self.time_budget_min!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.ema is not None:
+            check_decay(self.ema)
         self.milestones = tuple(self.milestones)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from . import data as _data
 from . import models
-from .config import get_device, seed_everything
+from .config import flush_denormals, get_device, seed_everything
 from .recipes import IMAGE_SHAPES, TrainConfig, make_config, model_config
 from .train import make_optimizer, step_function, train_step
 
@@ -32,6 +32,8 @@ def _synthetic(config: TrainConfig):
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     dev = get_device(config.device)
+    if dev.type == "cpu":
+        flush_denormals()  # as train does: a long run's subnormal numbers would slow it
     seed_everything(config.seed)
     in_shape = IMAGE_SHAPES[config.dataset]
     images = torch.randint(0, 256, (config.batch_size, *in_shape), dtype=torch.uint8, device=dev)

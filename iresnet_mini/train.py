@@ -37,10 +37,11 @@ from tqdm.auto import tqdm
 
 from . import data as _data
 from . import distributed, models
+from .averaging import ParameterAverage
 from .certificate import certificate, no_tf32, reconstruction  # noqa: F401  (also train.X)
 from .checkpoints import (CHECKPOINT, config_from_dict, load_checkpoint, load_run,  # noqa: F401
                           save_checkpoint, set_rng_state, write_json, write_metrics)
-from .config import get_device, seed_everything
+from .config import flush_denormals, get_device, seed_everything
 from .data import postprocess, preprocess  # noqa: F401
 from .flows import bits_per_dim, using_estimator
 from .recipes import (DATASET_DEFAULTS, DATASETS, IMAGE_SHAPES, TASKS, TRAIN_PRESETS,  # noqa: F401
@@ -258,6 +259,8 @@ def _setup(config: TrainConfig, context: distributed.Context):
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = distributed.device_for(context, get_device(config.device))
+    if device.type == "cpu":
+        flush_denormals()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     seed_everything(config.seed)  # the same model on every rank (DDP also broadcasts rank 0's)
@@ -295,8 +298,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, context
     optimizer = make_optimizer(model, config)
     state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "finished": False, "history": [],
              "model_config": models.config_to_dict(arch), "params": models.count_parameters(model)}
+    average = None
     if checkpoint is None:
         _initialize(model, train_loader, config)  # the same images on every rank: the same ActNorms
+        average = ParameterAverage(model, config.ema) if config.ema is not None else None
         if main:
             write_json(out / "config.json", {**dataclasses.asdict(config), "model_config": state["model_config"],
                                               "params": state["params"], "world_size": context.world_size,
@@ -305,6 +310,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, context
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         state.update(checkpoint["state"])
+        if config.ema is not None:
+            average = ParameterAverage(model, config.ema)
+            if "average" in checkpoint:
+                average.load_state_dict(checkpoint["average"])
         if not context.enabled:
             set_rng_state(checkpoint["rng"], device)
         if main:
@@ -324,20 +333,23 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, context
         epoch = state["epoch"] + 1
         train_loader.set_epoch(epoch)
         record = _train_epoch(step_fn, model, optimizer, train_loader, config, device, state, total_steps,
-                              epoch, progress and main, out, context)
+                              epoch, progress and main, out, context, average)
         state["finished"] = record.get("partial", False) or (config.epochs is not None and epoch >= config.epochs)
         distributed.broadcast_buffers(context, model)
         if record["train_images"]:  # else the budget ran out exactly at the end of the previous epoch
-            record.update(evaluate(model, test_loader, config, device, context))
+            record.update(evaluate(average.model(model) if average is not None else model, test_loader, config,
+                                   device, context))
             state["epoch"] = epoch
             state["history"].append(record)
             say(_epoch_line(record))
         if main:
             write_metrics(out / "metrics.jsonl", state["history"])
-            save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)
+            save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device, average)
+    if average is not None:  # the average is the run's model from here on: certified, evaluated, kept
+        average.copy_to(model)
     summary = _finish(model, config, device, full_test_loader, state, context)
     if main:
-        save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device)  # the certified weights
+        save_checkpoint(out / CHECKPOINT, model, optimizer, state, config, device, average)  # the certified weights
         write_json(out / "summary.json", summary)
     say(json.dumps({k: v for k, v in summary.items() if k != "certificate"}))
     distributed.barrier(context)  # no rank leaves before rank 0 has written the summary
@@ -353,8 +365,9 @@ def _epoch_line(record: dict) -> str:
 
 
 def _train_epoch(step_fn, model, optimizer, loader, config, device, state, total_steps, epoch, progress,
-                 out, context: distributed.Context = distributed.SINGLE) -> dict:
-    """One pass over the training data (or until the time budget is spent); updates ``state``.
+                 out, context: distributed.Context = distributed.SINGLE, average=None) -> dict:
+    """One pass over the training data (or until the time budget is spent); updates ``state`` (and the
+    weight ``average``, if any, after every step).
 
     With several processes the ranks agree, at every loss check, on the clock (the slowest rank's),
     which sets the learning rate and ends a time-budgeted run, and on the loss (summed over ranks).
@@ -386,6 +399,8 @@ def _train_epoch(step_fn, model, optimizer, loader, config, device, state, total
         if check is not None:
             bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
         state["step"] += 1
+        if average is not None:
+            average.update(model, state["step"])
         correct += n_correct if n_correct is not None else 0
         seen += len(y)
     totals = distributed.all_sum(context, torch.stack([loss_sum.double(), correct.double(),
@@ -438,7 +453,8 @@ def _finish(model, config: TrainConfig, device, full_test_loader, state,
     final = evaluate(model, full_test_loader, config, device, context)
     return {"task": config.task, "dataset": config.dataset, "preset": config.preset,
             "params": state["params"], "epochs": state["epoch"], "steps": state["step"],
-            "train_minutes": state["elapsed_s"] / 60, **final,
+            "train_minutes": state["elapsed_s"] / 60,
+            "weights": f"average (decay {config.ema:g})" if config.ema is not None else "last step", **final,
             "last_epoch_test": {k: v for k, v in state["history"][-1].items() if k.startswith("test_")},
             "certificate": cert}
 

@@ -171,12 +171,12 @@ def test_write_entry_keeps_the_other_entries(tmp_path):
 
 def test_recipe_command_is_what_the_cli_parses():
     recipe = pretrained.Recipe("mnist", 0.7, epochs=2, train_subset=512, batch_size=32, threads=1,
-                               model=("widths=8,16", "activation=lipswish"), lr=0.01, test_subset=100)
+                               model=("widths=8,16", "activation=lipswish"), lr=0.01, ema=0.99, test_subset=100)
     args = cli.parser().parse_args(recipe.argv() + ["--out", "x"])
     config = cli.config_from_args(args)
     assert recipe.mismatches(json.loads(json.dumps(dataclasses.asdict(config)))) == []
     assert recipe.command("runs/x").endswith("--out runs/x")
-    assert (config.lr, config.test_subset, config.model["widths"]) == (0.01, 100, (8, 16))
+    assert (config.lr, config.ema, config.test_subset, config.model["widths"]) == (0.01, 0.99, 100, (8, 16))
     other = dataclasses.replace(recipe, model=("widths=8,32", "activation=lipswish"))
     assert other.mismatches(json.loads(json.dumps(dataclasses.asdict(config)))) == [
         "model options: run has {'widths': (8, 16), 'activation': 'lipswish'}, recipe wants "

@@ -1,6 +1,8 @@
 """Training: run files, exact resume, refusing to overwrite, stopping on NaN, schedules, the CLI."""
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -59,9 +61,9 @@ class _Killed(Exception):
     """Stands for the process being killed right after a checkpoint was written."""
 
 
-@pytest.mark.parametrize("task", ["classify", "density"])
-def test_resume_after_a_kill_gives_the_uninterrupted_result(mnist_available, tmp_path, monkeypatch, task):
-    config = _config(task)
+@pytest.mark.parametrize("task, ema", [("classify", None), ("density", None), ("density", 0.9)])
+def test_resume_after_a_kill_gives_the_uninterrupted_result(mnist_available, tmp_path, monkeypatch, task, ema):
+    config = _config(task, ema=ema)
     fresh = tmp_path / "fresh"
     train.train(config, fresh, progress=False)
 
@@ -89,6 +91,23 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(mnist_available, tmp
     summary_b = json.loads((killed / "summary.json").read_text())
     for key in ("test_accuracy", "test_bits_per_dim", "certificate"):
         assert summary_a.get(key) == summary_b.get(key)
+
+
+def test_a_weight_average_is_the_model_that_is_evaluated_certified_and_kept(mnist_available, tmp_path):
+    run = tmp_path / "ema"
+    summary = train.train(_config("density", ema=0.9), run, progress=False)
+    checkpoint = train.load_checkpoint(run / "checkpoint.pt")
+    shadow = checkpoint["average"]["shadow"]
+    assert summary["weights"] == "average (decay 0.9)" and checkpoint["average"]["decay"] == 0.9
+    model, _, _ = train.load_run(run)
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), shadow[name]), name
+    cert = summary["certificate"]  # the average's own spectral norms, re-estimated: still below c
+    assert cert["all_below_coeff"] and cert["inverse_converged"]
+    last = train.train(_config("density"), tmp_path / "last", progress=False)
+    assert last["weights"] == "last step" and last["test_bits_per_dim"] != summary["test_bits_per_dim"]
+    with pytest.raises(ValueError, match="decay must be a number in"):
+        _config(ema=1.0)
 
 
 def test_refuses_to_write_into_a_non_empty_run_directory(mnist_available, tmp_path, capsys):
@@ -205,3 +224,25 @@ def test_evaluation_runs_with_tf32_off_and_restores_the_setting(monkeypatch):
     train.evaluate(model, loader, config, dev)
     assert seen and all(flags == (False, False) for flags in seen)
     assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+
+
+_SUBNORMAL_AFTER = """
+import torch
+from iresnet_mini import distributed, throughput, train
+config = train.make_config("classify", "mnist", "tiny", device="cpu", threads=1, train_subset=64, batch_size=32)
+{setup}
+print((torch.tensor([1e-39]) * 1.0).item())
+"""
+
+
+@pytest.mark.parametrize("setup", [
+    "train._setup(config, distributed.SINGLE)",
+    "throughput.synthetic_setup('classify', 'mnist', 'tiny', 8, 'cpu')",
+])
+def test_training_on_a_cpu_computes_subnormal_numbers_as_zero(mnist_available, setup):
+    """Subnormal floats slowed a long CPU run 2.7x (Adam's second moments drift there): train flushes them."""
+    code = _SUBNORMAL_AFTER.format(setup=setup)
+    before = subprocess.run([sys.executable, "-c", code.replace(setup, "")], capture_output=True, text=True,
+                            check=True)
+    after = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(before.stdout) > 0 and float(after.stdout) == 0.0

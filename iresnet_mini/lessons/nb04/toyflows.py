@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import time
@@ -25,9 +24,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ... import facts, toy
+from ...averaging import ParameterAverage
 from ...blocks import mlp_branch
 from ...flows import ActNorm, AffineCoupling, ResidualFlowLayer, SequentialFlow, coupling_flow, set_estimator  # noqa: F401
-from ...lipschitz import LipschitzLinear, LipSwish, certify, lipschitz_layers
+from ...lipschitz import LipschitzLinear, LipSwish, certify
 from ...logdet import jacobian
 from ...train import cosine
 from .. import shipped
@@ -282,44 +282,6 @@ def train_toy(flow: SequentialFlow, dataset: str, steps: int | None = None, seco
     if average is not None:
         average.copy_to(flow)
     return records
-
-
-class ParameterAverage:
-    """An exponential moving average of a flow's parameters, with a bias-free start.
-
-    ``update`` after every optimiser step: avg <- avg + (1 - d_t) (p - avg) with
-    d_t = min(decay, (1 + t) / (10 + t)), so early steps are not held back by the
-    initial weights. The averaged weights have their own spectral norms: :meth:`copy_to`
-    continues every layer's power iteration from the live u, v (which track weights close
-    to the average) for ``POWER_ITERATIONS`` steps.
-    """
-
-    POWER_ITERATIONS = 10
-
-    def __init__(self, flow: nn.Module, decay: float):
-        self.decay = float(decay)
-        self.shadow = {name: p.detach().clone() for name, p in flow.named_parameters()}
-
-    @torch.no_grad()
-    def update(self, flow: nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        for name, p in flow.named_parameters():
-            self.shadow[name].lerp_(p.detach(), 1.0 - d)
-
-    @torch.no_grad()
-    def copy_to(self, flow: nn.Module) -> None:
-        """Put the averaged parameters into ``flow`` and re-estimate its layers' spectral norms for them."""
-        for name, p in flow.named_parameters():
-            p.copy_(self.shadow[name])
-        for layer in lipschitz_layers(flow):
-            if layer.v.numel():
-                layer.sigma.copy_(layer.power_iteration(self.POWER_ITERATIONS))
-
-    def model(self, flow: nn.Module) -> nn.Module:
-        """A copy of ``flow`` holding the averaged parameters (``flow`` itself is left as it is)."""
-        averaged = copy.deepcopy(flow)
-        self.copy_to(averaged)
-        return averaged
 
 
 @functools.lru_cache(maxsize=None)
