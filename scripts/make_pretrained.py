@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from iresnet_mini import data, lipschitz, pretrained, train
+from iresnet_mini import data, lipschitz, pretrained, throughput, train
 
 CERTIFICATE_IMAGES = 64  # test images whose reconstruction error enters the certificate
 
@@ -100,9 +100,11 @@ def make(name: str, recipe: pretrained.Recipe, directory: Path, from_run: Path |
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "threads": config.threads,
     }
+    entry["classifier_step_seconds"] = throughput.reference_step_seconds()  # this machine's speed, for the times
     if recipe.dataset == "cifar10" and entry["train_images"] < 50_000:
         entry["note"] = (f"trained on {entry['train_images']:,} of the 50,000 CIFAR-10 training images "
-                         "(data_batch_1 only) for a few CPU minutes: far from the paper's 200 GPU epochs")
+                         f"(data_batch_1 only) for {metrics['train_seconds'] / 60:.0f} CPU minutes "
+                         f"({metrics['epochs']} epochs): far from the paper's 200 GPU epochs on all of them")
     pretrained.write_checkpoint(name, payload, directory)
     pretrained.write_entry(name, entry, directory)
     return entry

@@ -83,6 +83,23 @@ def test_inverse_fails_without_the_constraint_when_lip_g_exceeds_1():
     assert not torch.isfinite(x_rec).all() or (x_rec - x).abs().max() > 1e-2
 
 
+def test_float32_inverse_of_large_features_converges_to_float_precision():
+    """Trained classifiers' features reach thousands, where a float32 step cannot get below 1e-5 absolute."""
+    torch.manual_seed(3)
+    block = _conv_block(4, 0.9, torch.float32)
+    x = 5000 * torch.randn(2, 4, 8, 8)
+    _settle(block, x)
+    y = block(x)
+    x_rec, info = block.inverse(y, max_iter=200, return_info=True)
+    assert info.converged and info.iterations < 100
+    reference = block.double().inverse(y.double(), max_iter=500, atol=1e-9)
+    assert (x_rec.double() - reference).abs().max() < 1e-5 * y.abs().max()  # float32 accuracy, relatively
+    block.float()
+    with pytest.warns(blocks.InverseNotConvergedWarning):  # the floor never accepts an unconverged iterate
+        _, early = block.inverse(y, max_iter=3, return_info=True)
+    assert not early.converged
+
+
 def test_inverse_reports_iterations_and_residual_history():
     torch.manual_seed(2)
     block = _dense_block(3, 0.5, torch.float64)

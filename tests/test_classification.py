@@ -78,6 +78,12 @@ def test_checkpoints_are_listed_by_increasing_c_with_vanilla_last():
     assert classification.checkpoints_for("cifar10") == {"c=0.9": "cifar10-c0.9", "vanilla": "cifar10-vanilla"}
 
 
+def test_the_coupling_baseline_is_not_a_row_of_table_2(monkeypatch):
+    coupling = classification.RECIPES["cifar10-vanilla"].__class__("cifar10", None, model=("block=coupling",))
+    monkeypatch.setitem(classification.RECIPES, "cifar10-coupling", coupling)
+    assert classification.checkpoints_for("cifar10") == {"c=0.9": "cifar10-c0.9", "vanilla": "cifar10-vanilla"}
+
+
 def test_draw_classifier_readout_follows_the_choice(results):
     fig, numbers = nb05.figures.draw_classifier("vanilla", results, n=4)
     assert numbers["model"] == "vanilla" and numbers["inverse converged"] is False

@@ -240,7 +240,7 @@ print((torch.tensor([1e-39]) * 1.0).item())
     "throughput.synthetic_setup('classify', 'mnist', 'tiny', 8, 'cpu')",
 ])
 def test_training_on_a_cpu_computes_subnormal_numbers_as_zero(mnist_available, setup):
-    """Subnormal floats slowed a long CPU run 2.7x (Adam's second moments drift there): train flushes them."""
+    """Subnormal activations and gradients slowed a long CPU run 2.7x: training on a CPU flushes them to zero."""
     code = _SUBNORMAL_AFTER.format(setup=setup)
     before = subprocess.run([sys.executable, "-c", code.replace(setup, "")], capture_output=True, text=True,
                             check=True)

@@ -140,14 +140,19 @@ def plot_layer_norms(result: dict):
 
 
 def plot_training_curves(histories: dict):
-    """Test accuracy and training loss after each epoch, one line per model (label -> metrics.jsonl records)."""
+    """Test accuracy (and, dashed, the accuracy on the epoch's augmented training batches) and training loss
+    after each epoch, one line per model (label -> metrics.jsonl records)."""
     fig, axes = subplots(1, 2, width=4.8, height=3.6)
     for name, history in histories.items():
         epochs = [r["epoch"] for r in history]
         color = COLORS["resnet"] if name == "vanilla" else COLORS["iresnet"]
-        axes[0].plot(epochs, [100 * r["test_accuracy"] for r in history], "o-", color=color, label=name)
-        axes[1].plot(epochs, [r["train_loss"] for r in history], "o-", color=color, label=name)
-    axes[0].set(title="test accuracy after each epoch", xlabel="epoch", ylabel="accuracy (%)")
+        style = "o-" if len(epochs) <= 20 else "-"  # markers only where they can be told apart
+        axes[0].plot(epochs, [100 * r["test_accuracy"] for r in history], style, color=color, label=f"{name}, test")
+        if all("train_accuracy" in r for r in history):
+            axes[0].plot(epochs, [100 * r["train_accuracy"] for r in history], "--", color=color, alpha=0.7,
+                         label=f"{name}, training batches")
+        axes[1].plot(epochs, [r["train_loss"] for r in history], style, color=color, label=name)
+    axes[0].set(title="accuracy after each epoch", xlabel="epoch", ylabel="accuracy (%)")
     axes[1].set(title="training loss (mean over the epoch)", xlabel="epoch", ylabel="cross-entropy")
     for ax in axes:
         _integer_ticks(ax)
