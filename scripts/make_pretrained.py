@@ -100,7 +100,8 @@ def make(name: str, recipe: pretrained.Recipe, directory: Path, from_run: Path |
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "threads": config.threads,
     }
-    entry["classifier_step_seconds"] = throughput.reference_step_seconds()  # this machine's speed, for the times
+    # this machine's speed (with the run's threads), for the times: measure on an idle machine
+    entry["classifier_step_seconds"] = throughput.reference_step_seconds(threads=config.threads)
     if recipe.dataset == "cifar10" and entry["train_images"] < 50_000:
         entry["note"] = (f"trained on {entry['train_images']:,} of the 50,000 CIFAR-10 training images "
                          f"(data_batch_1 only) for {metrics['train_seconds'] / 60:.0f} CPU minutes "
