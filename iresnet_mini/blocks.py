@@ -194,9 +194,10 @@ class InvertibleResidualBlock(nn.Module):
         Stops when max |y - F(x_k)| <= atol (default 1e-6 in float64, 1e-5 otherwise), or, where y is so
         large that rounding alone leaves a bigger step, when the steps stop shrinking below
         ``PRECISION_ULPS`` units in the last place of max |y| (a trained CIFAR-10 classifier's features
-        reach 8,000, where float32 numbers are 1e-3 apart): that is convergence to float precision. Warns (InverseNotConvergedWarning) when max_iter is reached first: then Lip(g)
-        is probably >= 1. ``return_info`` also returns an :class:`InverseInfo`; the latest one is kept
-        in ``self.last_inverse_info``.
+        reach 8,000, where float32 numbers are 1e-3 apart): that is convergence to float precision.
+        Warns (InverseNotConvergedWarning) when max_iter is reached first: then Lip(g) is probably >= 1.
+        ``return_info`` also returns an :class:`InverseInfo`; the latest one is kept in
+        ``self.last_inverse_info``.
         """
         self._check_input(y, "y", finite=True)
         if method not in INVERSE_METHODS:

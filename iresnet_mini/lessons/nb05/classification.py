@@ -17,6 +17,7 @@ import torch
 
 from ... import data as _data
 from ...facts import paper_error
+from ...models import parse_model_options
 from ...lipschitz import LipschitzConv2d, certify, layer_input_shapes, operator_norm
 from ...certificate import round_trip
 from ...pretrained import RECIPES
@@ -34,7 +35,7 @@ def checkpoints_for(dataset: str) -> dict[str, str]:
     """label -> name of the shipped i-ResNet classifiers of ``dataset`` (Table 2's: not the coupling
     baseline of Table 3): by increasing c, the vanilla one last."""
     recipes = {name: r for name, r in RECIPES.items() if r.dataset == dataset and r.task == "classify"
-               and "block=coupling" not in r.model}
+               and parse_model_options(r.task, r.model).get("block", "residual") == "residual"}
     order = sorted(recipes, key=lambda name: (recipes[name].coeff is None, recipes[name].coeff or 0.0))
     return {label(recipes[name].coeff): name for name in order}
 
