@@ -84,6 +84,10 @@ SIZES: dict[str, Size] = {
                              "test_subset": None},
                             {"preset": "cpu", "epochs": 2, "train_subset": 10_000, "model": (), "lr": None},
                             "the two classifiers notebook 06 always trains (section 6: seconds to a few minutes)"),
+    "nb06.coupling_recipe": Size({}, {"preset": "paper", "epochs": 200, "train_subset": None, "batch_size": None,
+                                      "model": ("block=coupling",), "lr": None, "test_subset": None},
+                                 "changes to the shipped coupling classifier's recipe for TRAIN_HERE = True (full: "
+                                 "the paper's layout with coupling steps)"),
     "nb06.test_images": Size(300, 10_000, "CIFAR-10 test images each classifier is re-evaluated on"),
     "nb06.norm_iterations": Size(30, 500, "power-iteration steps for an unconstrained layer's norm"),
     "nb07.recipe": Size({}, {"preset": "paper", "epochs": 50, "time_budget": None, "train_subset": None,

@@ -5,8 +5,10 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from iresnet_mini import models
 from iresnet_mini.lessons import nb05, nb06
 from iresnet_mini.lessons.nb05 import classification
+from iresnet_mini.lessons.nb06 import table3
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
 
@@ -82,6 +84,48 @@ def test_the_coupling_baseline_is_not_a_row_of_table_2(monkeypatch):
     coupling = classification.RECIPES["cifar10-vanilla"].__class__("cifar10", None, model=("block=coupling",))
     monkeypatch.setitem(classification.RECIPES, "cifar10-coupling", coupling)
     assert classification.checkpoints_for("cifar10") == {"c=0.9": "cifar10-c0.9", "vanilla": "cifar10-vanilla"}
+
+
+def _coupling_classifier():
+    torch.manual_seed(0)
+    model = models.IResNetClassifier(models.classifier_config("tiny", (1, 28, 28), coeff=None, block="coupling"))
+    with torch.no_grad():
+        model.train()  # ActNorm's data-dependent initialisation
+        model(torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    return model.eval()
+
+
+def _run_info(test_error, train_accuracy, minutes):
+    return {"metrics": {"test_error_percent": test_error, "train_seconds": 60.0 * minutes},
+            "history": [{"epoch": 1, "train_accuracy": 0.1}, {"epoch": 2, "train_accuracy": train_accuracy}]}
+
+
+def test_table3_rows_set_a_coupling_classifier_beside_an_i_resnet(tiny_classifier):
+    loaded = {"c=0.9": (tiny_classifier(0.9), None, _run_info(30.0, 0.75, 50.0)),
+              "coupling": (_coupling_classifier(), None, _run_info(40.0, 0.5, 45.0))}
+    rows = table3.rows(loaded, "mnist", X, Y, n_show=4)
+    assert [r["model"] for r in rows] == ["c=0.9", "coupling"]
+    for row, (model, _, _) in zip(rows, loaded.values()):
+        correct = int((classification.predict(model, X) == Y).sum())
+        assert row[f"test error % (first {len(Y)})"] == pytest.approx(100 * (1 - correct / len(Y)))
+        assert row["parameters"] == models.count_parameters(model) and row["blocks"] == len(model.steps)
+        assert row["reconstruction error (max, pixels)"] < 1e-4
+    assert [r["test error % (full test set)"] for r in rows] == [30.0, 40.0]
+    assert [r["error % on training batches (last epoch)"] for r in rows] == pytest.approx([25.0, 50.0])
+    assert [r["minutes of training"] for r in rows] == [50.0, 45.0]
+    assert rows[0]["inverse"].startswith("fixed point, at most") and rows[1]["inverse"] == "closed form"
+    assert "c = 0.9" in rows[0]["invertible steps"] and "coupling" in rows[1]["invertible steps"]
+    fig = nb06.figures.plot_table3(rows)
+    assert _figure_problems(fig) == []
+    plt.close(fig)
+
+
+def test_curve_colours_tell_every_classifier_apart():
+    colors = nb05.figures.curve_colors(["c=0.5", "c=0.9", "vanilla", "coupling", "c=0.7"])
+    assert len(set(colors.values())) == 5
+    assert colors["c=0.9"] == nb05.figures.COLORS["iresnet"] and colors["vanilla"] == nb05.figures.COLORS["resnet"]
+    lightness = {label: sum(plt.matplotlib.colors.to_rgb(colors[label])) for label in ("c=0.9", "c=0.7", "c=0.5")}
+    assert lightness["c=0.9"] < lightness["c=0.7"] < lightness["c=0.5"]  # the largest c darkest
 
 
 def test_draw_classifier_readout_follows_the_choice(results):

@@ -141,7 +141,8 @@ def table2_rows(results: list[dict], metrics: dict | None = None) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """A list of dicts (same keys) as a Markdown table; floats to 3 significant digits, None as '-'."""
+    """A list of dicts (same keys) as a Markdown table; floats to 3 significant digits, integers with thousands
+    separators, None as '-'."""
     def cell(value):
         if value is None:
             return "-"
@@ -149,7 +150,7 @@ def markdown_table(rows: list[dict]) -> str:
             return "yes" if value else "no"
         if isinstance(value, float):
             return "inf" if math.isinf(value) else f"{value:.3g}"
-        return str(value)
+        return f"{value:,}" if isinstance(value, int) else str(value)
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(row[k]) for k in keys) + " |" for row in rows]

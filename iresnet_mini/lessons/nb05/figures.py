@@ -1,19 +1,38 @@
 """Lesson 05's figures and widget panels (05_mnist_classification)."""
 from __future__ import annotations
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from ..figures import COLORS, _integer_ticks, subplots
 
-__all__ = ["show_image", "model_color", "plot_table2", "plot_reconstructions", "plot_layer_norms",
+__all__ = ["show_image", "model_color", "curve_colors", "plot_table2", "plot_reconstructions", "plot_layer_norms",
            "plot_training_curves", "draw_classifier"]
 
 
 def model_color(coeff) -> str:
     """The vanilla baseline in the ResNet colour, i-ResNets in the i-ResNet colour."""
     return COLORS["resnet"] if coeff is None else COLORS["iresnet"]
+
+
+def curve_colors(labels) -> dict:
+    """label -> colour for several classifiers in one figure: "vanilla" in the ResNet colour, "coupling" in
+    the coupling colour, the i-ResNets ("c=0.9", ...) in shades of the i-ResNet colour, the largest c darkest."""
+    fixed = {"vanilla": COLORS["resnet"], "coupling": COLORS["coupling"]}
+    iresnets = sorted((label for label in labels if label not in fixed), key=_coeff_of, reverse=True)
+    dark, white = np.array(mpl.colors.to_rgb(COLORS["iresnet"])), np.ones(3)
+    shades = {label: mpl.colors.to_hex(dark + (white - dark) * 0.55 * k / max(1, len(iresnets) - 1))
+              for k, label in enumerate(iresnets)}
+    return {label: fixed.get(label, shades.get(label)) for label in labels}
+
+
+def _coeff_of(label: str) -> float:
+    try:
+        return float(label.removeprefix("c="))
+    except ValueError:
+        return 0.0
 
 
 def plot_table2(rows: list, dataset: str, ours_key: str = "our error % (full test set)", ours_name: str = "ours"):
@@ -143,9 +162,10 @@ def plot_training_curves(histories: dict):
     """Test accuracy (and, dashed, the accuracy on the epoch's augmented training batches) and training loss
     after each epoch, one line per model (label -> metrics.jsonl records)."""
     fig, axes = subplots(1, 2, width=4.8, height=3.6)
+    colors = curve_colors(list(histories))
     for name, history in histories.items():
         epochs = [r["epoch"] for r in history]
-        color = COLORS["resnet"] if name == "vanilla" else COLORS["iresnet"]
+        color = colors[name]
         style = "o-" if len(epochs) <= 20 else "-"  # markers only where they can be told apart
         axes[0].plot(epochs, [100 * r["test_accuracy"] for r in history], style, color=color, label=f"{name}, test")
         if all("train_accuracy" in r for r in history):
