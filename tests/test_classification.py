@@ -75,15 +75,18 @@ def test_table2_rows_put_the_paper_beside_ours(results):
     assert table.count("\n") == 3 and "| c=0.9 | 0.4 | 1.5 |" in table
 
 
+CIFAR10_TABLE2 = {"c=0.5": "cifar10-c0.5", "c=0.9": "cifar10-c0.9", "vanilla": "cifar10-vanilla"}
+
+
 def test_checkpoints_are_listed_by_increasing_c_with_vanilla_last():
     assert list(classification.checkpoints_for("mnist")) == ["c=0.5", "c=0.6", "c=0.7", "c=0.8", "c=0.9", "vanilla"]
-    assert classification.checkpoints_for("cifar10") == {"c=0.9": "cifar10-c0.9", "vanilla": "cifar10-vanilla"}
+    assert list(classification.checkpoints_for("cifar10").items()) == list(CIFAR10_TABLE2.items())
 
 
-def test_the_coupling_baseline_is_not_a_row_of_table_2(monkeypatch):
-    coupling = classification.RECIPES["cifar10-vanilla"].__class__("cifar10", None, model=("block=coupling",))
-    monkeypatch.setitem(classification.RECIPES, "cifar10-coupling", coupling)
-    assert classification.checkpoints_for("cifar10") == {"c=0.9": "cifar10-c0.9", "vanilla": "cifar10-vanilla"}
+def test_the_coupling_baseline_is_not_a_row_of_table_2():
+    assert "block=coupling" in classification.RECIPES["cifar10-coupling"].model
+    assert classification.RECIPES["cifar10-coupling"].coeff is None  # like the vanilla network: no constraint
+    assert classification.checkpoints_for("cifar10") == CIFAR10_TABLE2
 
 
 def _coupling_classifier():
@@ -109,12 +112,16 @@ def test_table3_rows_set_a_coupling_classifier_beside_an_i_resnet(tiny_classifie
         correct = int((classification.predict(model, X) == Y).sum())
         assert row[f"test error % (first {len(Y)})"] == pytest.approx(100 * (1 - correct / len(Y)))
         assert row["parameters"] == models.count_parameters(model) and row["blocks"] == len(model.steps)
-        assert row["reconstruction error (max, pixels)"] < 1e-4
+        assert row["reconstruction error (max, pixels)"] < 1e-4 and row["the same in float64"] < 1e-4
     assert [r["test error % (full test set)"] for r in rows] == [30.0, 40.0]
     assert [r["error % on training batches (last epoch)"] for r in rows] == pytest.approx([25.0, 50.0])
     assert [r["minutes of training"] for r in rows] == [50.0, 45.0]
     assert rows[0]["inverse"].startswith("fixed point, at most") and rows[1]["inverse"] == "closed form"
+    assert rows[1]["the same in float64"] < 1e-12  # closed form: exact up to float64 rounding
     assert "c = 0.9" in rows[0]["invertible steps"] and "coupling" in rows[1]["invertible steps"]
+    (vanilla,) = table3.rows({"vanilla": (tiny_classifier(None, scale=4.0), None, _run_info(35.0, 0.9, 40.0))},
+                             "mnist", X, Y, n_show=4)
+    assert vanilla["reconstruction error (max, pixels)"] == math.inf and vanilla["the same in float64"] > 1
     fig = nb06.figures.plot_table3(rows)
     assert _figure_problems(fig) == []
     plt.close(fig)

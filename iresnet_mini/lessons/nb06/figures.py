@@ -24,7 +24,7 @@ def plot_table3(rows: list):
         ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=2)
         bars.set_label(key.replace(" (last epoch)", ", last epoch").replace(" (full test set)", ", all 10,000 images"))
     ax.set_xticks(pos, [f"{r['model']}\n({r['parameters'] / 1e6:.2f}M)" for r in rows])
-    ax.set(title="CIFAR-10: coupling steps against i-ResNet blocks\n(same images, epochs and size)",
+    ax.set(title="CIFAR-10: coupling steps against residual blocks\n(same images, epochs and size)",
            xlabel="classifier (parameters)", ylabel="error (%)")
     ax.set_ylim(0, 1.45 * max(max(r["test error % (full test set)"], r["error % on training batches (last epoch)"])
                              for r in rows))

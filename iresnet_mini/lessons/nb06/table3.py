@@ -9,6 +9,9 @@ Taught in ``notebooks/06_cifar10_classification.ipynb`` (section 6).
 """
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 
 from ...models import count_parameters
@@ -22,12 +25,13 @@ def steps_of(model) -> str:
     config = model.config
     if config.block == "coupling":
         return "affine coupling (ActNorm, 1x1 convolution, half the channels from the other half)"
-    return "i-ResNet block x + g(x)" + ("" if config.coeff is None else f", Lip(g) < 1 (c = {config.coeff:g})")
+    return "residual block x + g(x), " + ("unconstrained" if config.coeff is None else f"Lip(g) < 1 (c = {config.coeff:g})")
 
 
 def rows(loaded: dict, dataset: str, x: torch.Tensor, y: torch.Tensor, n_show: int = 8) -> list[dict]:
     """One row per classifier: size, test error (whole test set and the first ``len(y)`` images), the
-    error on the last epoch's training batches, training time, and its inverse on ``n_show`` test images.
+    error on the last epoch's training batches, training time, and its inverse on ``n_show`` test images (as
+    the model computes, in float32, and in float64 on a copy: a closed-form inverse can still amplify rounding).
 
     ``loaded`` maps a label to (model, config, info) as :func:`~iresnet_mini.pretrained.load_or_train`
     returns them.
@@ -37,8 +41,6 @@ def rows(loaded: dict, dataset: str, x: torch.Tensor, y: torch.Tensor, n_show: i
         metrics, last = info["metrics"], info["history"][-1]
         accuracy = float((classification.predict(model, x) == y).float().mean())
         rec = classification.reconstruct(model, x[:n_show])
-        pixel_error = (classification.to_pixels(dataset, rec["x_rec"])
-                       - classification.to_pixels(dataset, x[:n_show])).abs().max()
         iterations = max(rec["iterations"])
         table.append({
             "model": label, "invertible steps": steps_of(model), "blocks": len(model.steps),
@@ -48,6 +50,14 @@ def rows(loaded: dict, dataset: str, x: torch.Tensor, y: torch.Tensor, n_show: i
             "error % on training batches (last epoch)": 100 * (1 - last["train_accuracy"]),
             "minutes of training": metrics["train_seconds"] / 60,
             "inverse": "closed form" if iterations == 0 else f"fixed point, at most {iterations} iterations a block",
-            "reconstruction error (max, pixels)": float(pixel_error),
+            "reconstruction error (max, pixels)": _pixel_error(dataset, x[:n_show], rec["x_rec"]),
+            "the same in float64": _pixel_error(dataset, x[:n_show].double(), classification.reconstruct(
+                copy.deepcopy(model).double(), x[:n_show].double())["x_rec"]),
         })
     return table
+
+
+def _pixel_error(dataset: str, x: torch.Tensor, x_rec: torch.Tensor) -> float:
+    """max |x - x_rec| in pixel values; inf where the inverse left the finite numbers."""
+    error = (classification.to_pixels(dataset, x_rec) - classification.to_pixels(dataset, x)).abs().max()
+    return float(error) if torch.isfinite(error) else math.inf
