@@ -22,7 +22,7 @@ from ...lipschitz import LipschitzConv2d, certify, layer_input_shapes, operator_
 from ...certificate import round_trip
 from ...pretrained import RECIPES
 
-__all__ = ["label", "checkpoints_for", "test_batch", "to_pixels", "predict", "reconstruct", "layer_norms", "branch_bounds",
+__all__ = ["label", "checkpoints_for", "test_batch", "to_pixels", "pixel_errors", "predict", "reconstruct", "layer_norms", "branch_bounds",
            "examine", "table2_rows", "markdown_table"]
 
 
@@ -64,6 +64,12 @@ def reconstruct(model, x: torch.Tensor, max_iter: int = 100, atol: float = 1e-5)
     """x -> features z = F(x) -> F^-1(z) by fixed-point iteration per block (Alg. 1): the certificate's
     :func:`~iresnet_mini.certificate.round_trip`, errors per image in normalised units."""
     return round_trip(model, x, max_iter=max_iter, atol=atol)
+
+
+def pixel_errors(dataset: str, x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
+    """max |x - x_rec| per image in pixel values (N,); inf where the inverse left the finite numbers."""
+    errors = (to_pixels(dataset, x_rec) - to_pixels(dataset, x)).flatten(1).abs().amax(1)
+    return torch.where(torch.isfinite(errors), errors, torch.full_like(errors, math.inf))
 
 
 def _conv_inputs(model, x: torch.Tensor) -> list[tuple[int, int, LipschitzConv2d, tuple]]:
@@ -111,12 +117,11 @@ def examine(model, dataset: str, x: torch.Tensor, y: torch.Tensor, n_show: int =
     norms = layer_norms(model, x, norm_iterations)  # certifies first: the figures below are of the certified model
     accuracy = int((predict(model, x) == y).sum()) / len(y)
     rec = reconstruct(model, x[:n_show], max_iter=max_iter)
-    pixel_errors = (to_pixels(dataset, rec["x_rec"]) - to_pixels(dataset, x[:n_show])).flatten(1).abs().amax(1)
-    pixel_errors = torch.where(torch.isfinite(pixel_errors), pixel_errors, torch.full_like(pixel_errors, math.inf))
+    errors = pixel_errors(dataset, x[:n_show], rec["x_rec"])
     return {
         "label": label(coeff), "coeff": coeff, "dataset": dataset, "accuracy": accuracy, "n_test": len(y),
         "images": to_pixels(dataset, x[:n_show]).cpu(), "reconstructions": to_pixels(dataset, rec["x_rec"]).cpu(),
-        "pixel_errors": pixel_errors.cpu(), "max_pixel_error": float(pixel_errors.max()),
+        "pixel_errors": errors.cpu(), "max_pixel_error": float(errors.max()),
         "converged": rec["converged"], "iterations": rec["iterations"],
         "norms": norms, "branch_bounds": branch_bounds(norms),
     }
