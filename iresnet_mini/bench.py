@@ -183,6 +183,8 @@ def main(argv=None) -> None:
                      help="toy data sets, trained one after the other (default: checkerboard 8gaussians)")
     toy.add_argument("--minutes", type=float, default=5.0)
     toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--threads", type=int, default=1,
+                     help="torch CPU threads (default 1, fastest on a busy machine; 2 is faster on an idle 2-core one)")
     tp = sub.add_parser("throughput", help="training images per second of the image models")
     tp.add_argument("--task", choices=["classify", "density"], default="classify")
     tp.add_argument("--dataset", choices=["mnist", "cifar10"], default="cifar10")
@@ -197,6 +199,8 @@ def main(argv=None) -> None:
     gpu.add_argument("--smoke", action="store_true", help="toy sizes (seconds), to test the script on a CPU")
     gpu.add_argument("--out", default=None, metavar="DIR", help="also write DIR/acceptance.json")
     args = parser.parse_args(argv)
+    if args.what == "toy" and args.threads < 1:
+        parser.error(f"--threads must be a positive number of CPU threads, got {args.threads}")
     if args.what == "gpu":
         from .acceptance import main as acceptance_main
         acceptance_main(args)
@@ -209,7 +213,7 @@ def main(argv=None) -> None:
         step = throughput.reference_step_seconds()
         print(f"classifier step on this machine: {step:.3f} s ({throughput.REFERENCE_STEP_COMMAND}); the "
               f"budgets in the README are for a machine where it is about {throughput.REFERENCE_STEP_SECONDS} s")
-        finals = [bench_main(name, args.minutes, seed=args.seed) for name in args.dataset]
+        finals = [bench_main(name, args.minutes, seed=args.seed, threads=args.threads) for name in args.dataset]
         for final in finals:
             print(f"{final['dataset']:>12}: test NLL {final['test_nll']:.3f} nats after {final['seconds']:.0f} s, "
                   f"{final['steps']} steps (classifier step {step:.3f} s)")
