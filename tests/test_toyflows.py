@@ -284,3 +284,9 @@ def test_bench_figure_shows_the_curve_and_a_test_set_floor_only_when_it_differs_
         assert list(fig.axes[0].lines[0].get_ydata()) == [r["test_nll"] for r in records]
         plt.close(fig)
     assert any("test points 2.819" in t for t in labels[0]) and not any("test points" in t for t in labels[1])
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5])
+def test_bench_main_rejects_a_bad_thread_count(threads):
+    with pytest.raises(ValueError, match="threads must be a positive"):
+        toyflows.bench_main("checkerboard", minutes=0.01, threads=threads, n_blocks=1, hidden=8)

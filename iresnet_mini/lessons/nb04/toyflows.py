@@ -455,6 +455,8 @@ def bench_main(dataset: str, minutes: float, seed: int = 0, threads: int | None 
     """
     if not minutes > 0:
         raise ValueError(f"minutes must be > 0, got {minutes!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive number of CPU threads (or None), got {threads!r}")
     config = model_kwargs("iresnet", **changes)
     if threads is not None:
         torch.set_num_threads(threads)
