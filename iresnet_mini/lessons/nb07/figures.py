@@ -161,8 +161,9 @@ def plot_density_history(history: list, paper_bits: float | None = None):
     """Test bits/dim and training loss (bits/dim) after each epoch of a density model's run."""
     fig, ax = subplots(width=6.0, height=3.6)
     epochs = [r["epoch"] for r in history]
-    ax.plot(epochs, [r["train_loss"] for r in history], "o-", color=COLORS["model"], label="training loss")
-    ax.plot(epochs, [r["test_bits_per_dim"] for r in history], "o-", color=COLORS["iresnet"], label="test")
+    style = "o-" if len(epochs) <= 20 else "-"  # markers only where they can be told apart
+    ax.plot(epochs, [r["train_loss"] for r in history], style, color=COLORS["model"], label="training loss")
+    ax.plot(epochs, [r["test_bits_per_dim"] for r in history], style, color=COLORS["iresnet"], label="test")
     if paper_bits is not None:
         ax.axhline(paper_bits, color=COLORS["bound"], ls="--", lw=1.2, label=f"paper's i-ResNet: {paper_bits:.2f}")
     ax.set(title="bits/dim after each epoch", xlabel="epoch", ylabel="bits per dimension")

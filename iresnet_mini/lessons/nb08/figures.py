@@ -7,10 +7,11 @@ from ... import logdet
 from ..figures import subplots
 from ..nb03 import logdet_study
 from ..nb03.figures import estimator_panel, plot_bias_variance  # Fig. 4, now for trained blocks
-from ..nb07.figures import plot_bits_breakdown, plot_bits_per_dim_table, plot_image_grid  # lesson 07's, for CIFAR-10
+from ..nb07.figures import (  # lesson 07's, for CIFAR-10
+    plot_bits_breakdown, plot_bits_per_dim_table, plot_density_history, plot_image_grid)
 
 __all__ = ["draw_trained_block_logdet", "plot_bias_variance", "plot_bits_breakdown", "plot_bits_per_dim_table",
-           "plot_image_grid", "subplots"]
+           "plot_density_history", "plot_image_grid", "subplots"]
 
 
 def draw_trained_block_logdet(jac: torch.Tensor, norm: float, n_terms: int, n_probes: int,
