@@ -323,9 +323,7 @@ fig = figures.plot_density_reconstructions(x_rec, result, n=8)
 history = info.get("history", [])
 if len(history) >= 2:  # a curve needs two epochs at least
     fig = figures.plot_density_history(history, facts.paper_bits_per_dim("mnist"))
-for record in history[-3:]:
-    print(f"epoch {record['epoch']}: {record['step']} steps, training loss {record['train_loss']:.3f} bits/dim, "
-          f"test {record['test_bits_per_dim']:.3f} bits/dim on {record['test_images']:,} images")
+print("\n".join(density.epoch_lines(history, last=3)))
 
 # %% [markdown]
 # ## Going further

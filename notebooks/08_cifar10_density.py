@@ -93,9 +93,7 @@ fig = figures.plot_bits_per_dim_table("CIFAR-10", facts.bits_per_dim_references(
 history = info.get("history", [])
 if len(history) >= 2:  # a curve needs two epochs at least
     fig = figures.plot_density_history(history, facts.paper_bits_per_dim("cifar10"))
-for record in history[-2:]:
-    print(f"epoch {record['epoch']}: {record['step']:,} steps, training loss {record['train_loss']:.3f} bits/dim, "
-          f"test {record['test_bits_per_dim']:.3f} bits/dim on {record['test_images']:,} images")
+print("\n".join(density.epoch_lines(history, last=2)))
 
 # %% [markdown]
 # Where do our bits come from?

@@ -332,3 +332,14 @@ def test_exercise_checks_accept_the_solutions_and_reject_slips(capsys):
     assert not nb08.checks.check_probes_needed(2, 0.02, 0.01) and not nb08.checks.check_probes_needed(4.5, 0.02, 0.01)
     out = capsys.readouterr().out
     assert "Correct" in out and "Not yet" in out
+
+
+def test_epoch_lines_describe_the_last_epochs_of_a_run():
+    history = [{"epoch": e, "step": 1000 * e, "train_loss": 2.0 / e, "test_bits_per_dim": 2.5 / e, "test_images": 2000}
+               for e in (1, 2, 3)]
+    lines = density.epoch_lines(history, last=2)
+    assert lines == ["epoch 2: 2,000 steps, training loss 1.000 bits/dim, test 1.250 bits/dim on 2,000 images",
+                     "epoch 3: 3,000 steps, training loss 0.667 bits/dim, test 0.833 bits/dim on 2,000 images"]
+    assert len(density.epoch_lines(history, last=5)) == 3
+    with pytest.raises(ValueError, match="positive number of epochs"):
+        density.epoch_lines(history, last=0)

@@ -37,7 +37,7 @@ __all__ = [
     "using_estimator", "log_likelihood", "flow_summary", "log_prob_terms", "BitsBreakdown", "bits_per_dim_breakdown",
     "estimator_draws",
     "EstimatorComparison", "compare_estimators", "sample_images", "reconstruct", "frozen_branch",
-    "block_input", "center_crop", "TrainedBlock", "trained_block",
+    "block_input", "center_crop", "TrainedBlock", "trained_block", "epoch_lines",
 ]
 
 def test_images(dataset: str, n: int, seed: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -353,3 +353,11 @@ def trained_block(model: MultiScaleFlow, x: torch.Tensor, logit_alpha: float | N
     name, layer = [(n, m) for n, m in flow_layers(model) if isinstance(m, ResidualFlowLayer)][index]
     return TrainedBlock(index=index, name=name, coeff=model.config.coeff,
                         branch=frozen_branch(layer.block.branch).double(), x=center_crop(inputs, side).double())
+
+
+def epoch_lines(history: list, last: int = 3) -> list[str]:
+    """One line for each of the ``last`` epoch records of a density run (``metrics.jsonl``)."""
+    if not isinstance(last, int) or last < 1:
+        raise ValueError(f"last must be a positive number of epochs, got {last!r}")
+    return [f"epoch {r['epoch']}: {r['step']:,} steps, training loss {r['train_loss']:.3f} bits/dim, "
+            f"test {r['test_bits_per_dim']:.3f} bits/dim on {r['test_images']:,} images" for r in history[-last:]]
