@@ -13,6 +13,7 @@ sizes that win over both modes (:func:`size_overrides`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -191,6 +192,21 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded_streams(seed: int, device: torch.device | str | None = None):
+    """Inside: torch's generators (CPU, and ``device``'s if it is a GPU) and Python's ``random`` start
+    from ``seed``; afterwards all of them are back where they were, so the caller's stream is untouched."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    host_state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            yield
+    finally:
+        random.setstate(host_state)
 
 
 def flush_denormals() -> bool:

@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import random
 import shlex
 import tempfile
 from dataclasses import dataclass
@@ -312,27 +311,16 @@ def test_transform(config: train.TrainConfig):
     return _data.Normalize.for_dataset(config.dataset) if config.task == "classify" else _data.dequantize
 
 
-EVAL_SEED = 0  # of the density models' test log-det probes and roulette counts
-
-
 def evaluate_test(model, config: train.TrainConfig, n_images: int | None = None) -> dict:
     """Test accuracy and loss (classifier) or bits/dim (density model) on the first ``n_images`` test images.
 
-    A density model's test log-dets are unbiased estimates (random probes, a random number of
-    terms): they are drawn from streams seeded with ``EVAL_SEED``, so that the manifest's figures can
-    be re-checked, and the caller's random state is left as it was.
+    A density model's log-dets are the seeded unbiased estimates of ``train.test_estimator``, so the
+    manifest's figures can be re-checked.
     """
     x, y = _data.load_dataset(config.dataset, "test")
     loader = _data.TensorLoader(x[:n_images], y[:n_images], config.test_batch_size, shuffle=False,
                                 transform=test_transform(config), device=next(model.parameters()).device)
-    host_state = random.getstate()
-    try:
-        with torch.random.fork_rng(devices=[loader.device] if loader.device.type == "cuda" else []):
-            torch.manual_seed(EVAL_SEED)
-            random.seed(EVAL_SEED)
-            return train.evaluate(model, loader, config, loader.device)
-    finally:
-        random.setstate(host_state)
+    return train.evaluate(model, loader, config, loader.device)
 
 
 def checkpoint_bytes(model, config: train.TrainConfig) -> tuple[bytes, str]:

@@ -41,7 +41,7 @@ from .averaging import ParameterAverage
 from .certificate import certificate, no_tf32, reconstruction  # noqa: F401  (also train.X)
 from .checkpoints import (CHECKPOINT, config_from_dict, load_checkpoint, load_run,  # noqa: F401
                           save_checkpoint, set_rng_state, write_json, write_metrics)
-from .config import flush_denormals, get_device, seed_everything
+from .config import flush_denormals, get_device, seed_everything, seeded_streams
 from .data import postprocess, preprocess  # noqa: F401
 from .flows import bits_per_dim, using_estimator
 from .recipes import (DATASET_DEFAULTS, DATASETS, IMAGE_SHAPES, TASKS, TRAIN_PRESETS,  # noqa: F401
@@ -150,16 +150,22 @@ def compute_loss(step_fn, x, y, config: TrainConfig, device: torch.device):
     return density_bits_per_dim(step_fn, x, config.logit_alpha).mean(), None
 
 
+EVAL_SEED = 0  # of the test estimator's probes and roulette counts
+
+
 @contextlib.contextmanager
-def test_estimator(model, config: TrainConfig):
+def test_estimator(model, config: TrainConfig, device: torch.device | None = None):
     """Test log-dets by the unbiased estimator (``eval_n_terms`` exact terms, then Russian roulette).
 
-    Unbiased, so the test bits/dim carry no truncation bias, whatever the training estimator.
+    Unbiased, so the test bits/dim carry no truncation bias, whatever the training estimator. Its
+    probes and term counts come from streams seeded with ``EVAL_SEED`` (the training's own streams
+    are left as they were), so a model's test figure can be computed again, to rounding.
     """
     if config.task != "density":
         yield model
         return
-    with using_estimator(model, "unbiased", n_exact_terms=config.eval_n_terms, n_samples=1):
+    with using_estimator(model, "unbiased", n_exact_terms=config.eval_n_terms, n_samples=1), \
+            seeded_streams(EVAL_SEED, device):
         yield model
 
 
@@ -174,7 +180,7 @@ def evaluate(model, loader, config: TrainConfig, device: torch.device,
     model.eval()
     loader.set_epoch(0)  # the same dequantisation noise at every evaluation
     total, correct, loss_sum = 0, 0, 0.0
-    with test_estimator(model, config), no_tf32():
+    with test_estimator(model, config, device), no_tf32():
         for x, y in loader:
             x = _to_input(x, config)
             if config.task == "classify":
