@@ -261,10 +261,10 @@ RESULTS: tuple[Result, ...] = (
            "1.260 bits/dim on all 10,000 test images after 4,830 steps (classifier step here 0.100 s); at 1e-2 it "
            "gave 1.277 after 3,503 steps (classifier step 0.113 s), at the preset's 3e-3 1.333 after 3,238 steps "
            "(0.156 s), the `cpu` preset as it is (ELU, the last step's weights) 1.361 after 3,861 steps; five-minute "
-           "runs without the average (2,000 test images): 1.450 at 3e-3 and 1.346 at 1e-2 (948 steps), 1.298 at "
-           "2e-2 (1,249 steps) and 1.294 at 4e-2 (1,221 steps)", "mnist_cpu_bits_per_dim",
-           "not reached: 20 minutes end while the test figure still falls, and past 2e-2 a higher rate stops "
-           "paying"),
+           "runs without the average (2,000 test images): 1.450 at 3e-3 (900 steps), 1.346 at 1e-2 (948), and on a "
+           "quicker machine 1.298 at 2e-2 (1,249) and 1.294 at 4e-2 (1,221)", "mnist_cpu_bits_per_dim",
+           "not reached: 20 minutes end while the test figure still falls, and from 2e-2 to 4e-2 the gain is "
+           "within noise"),
     Result("CIFAR-10 density, `cpu` preset with LipSwish and the weight average, the first 10,000 training images, "
            "60 min",
            "python -m iresnet_mini.train --task density --dataset cifar10 --preset cpu --model activation=lipswish "
@@ -272,10 +272,10 @@ RESULTS: tuple[Result, ...] = (
            "4.093 bits/dim on all 10,000 test images after 9,159 steps (classifier step here 0.119 s); the "
            "two-epoch run it replaces (624 steps, 11 min on one thread, ELU, the last step's weights) gave 4.497; "
            "five-minute runs without the average (1,000 test images): 4.723 at the preset's 3e-3 (919 steps), 4.825 "
-           "at 1e-2",
+           "at 1e-2 (876 steps)",
            "cifar10_cpu_bits_per_dim",
            "not reached: the gap between training loss and test figure grows (0.07 bits/dim after 10 passes, 0.14 "
-           "after 30); a bigger flow and more images are the next lever, a higher rate (which helped MNIST) is not"),
+           "after 30); a bigger flow and more images are the next lever, a higher rate (1e-2, which helped MNIST) did not help"),
     Result("Training throughput, classifier `cpu` preset (MNIST, 0.33M parameters)",
            "python -m iresnet_mini.bench throughput --task classify --dataset mnist --preset cpu --batch-size 128",
            "0.163 s per step, 784 images/s"),

@@ -182,13 +182,14 @@ print("Note:", facts.NOTES["mnist_density_dims"])
 # - **A higher learning rate** (`--lr 0.02`, the preset has 3e-3). Spectral normalisation divides each weight by its
 #   estimated norm over $c$ once that exceeds 1, so a weight that grows takes ever smaller effective steps; a higher
 #   Adam rate makes up for it, up to a point. Five-minute runs (first 2,000 test images, no average) gave 1.450
-#   bits/dim at 3e-3, 1.346 at 1e-2, 1.298 at 2e-2 and 1.294 at 4e-2. The last two ran on a quicker machine,
-#   about 1,230 steps in the five minutes against 948, so part of their lead is steps, and past 2e-2 the gain
-#   stops. Over the 20 minutes: 1.260 at 2e-2, 1.277 at 1e-2, 1.333 at 3e-3.
+#   bits/dim at 3e-3 (900 steps), 1.346 at 1e-2 (948), 1.298 at 2e-2 (1,249) and 1.294 at 4e-2 (1,221). The last
+#   two ran on a quicker machine, so part of their lead is steps, and from 2e-2 to 4e-2 the gain is within noise.
+#   Over the 20 minutes: 1.260 at 2e-2 in 4,830 steps, 1.277 at 1e-2 in 3,503, 1.333 at 3e-3 in 3,238; here too the
+#   2e-2 run had the quicker machine (classifier step 0.100 s against 0.113 s), and part of its lead is steps.
 #
-# A LipSwish step costs about 20 % more, so the same 20 minutes buy fewer steps: 4,830 for the shipped model, 3,503
-# for the 1e-2 run on a busier day of the same kind of machine. The test figure was still falling when time ran
-# out: on a CPU, speed per step is part of the recipe.
+# On the same machine a LipSwish step costs about 20 % more than an ELU step, so the same 20 minutes buy fewer
+# steps. The shipped model's test figure was still falling when its 20 minutes ran out: on a CPU, speed per step is
+# part of the recipe.
 
 # %% [markdown]
 # ### Exercise 07.2 - bits/dim by hand

@@ -88,7 +88,7 @@ fig = figures.plot_bits_per_dim_table("CIFAR-10", facts.bits_per_dim_references(
 # 0.14 after 30, so more passes over the same 10,000 images buy less and less. A bigger flow and all 50,000 images are
 # the next levers; the paper's 3.45 comes from both, and from days on GPUs. (The training loss is the training
 # estimator's, on flipped training images, with each step's weights: close to a test figure, not the same thing.)
-# A higher learning rate, the lever that helped the MNIST flow (notebook 07), does not help here: in five-minute
+# A higher learning rate, the lever that helped the MNIST flow (notebook 07), did not help here: in five-minute
 # runs, 1e-2 gave 4.83 bits/dim on the first 1,000 test images against 4.72 at the preset's 3e-3.
 
 # %%
