@@ -121,8 +121,9 @@ class Recipe:
 # training images (938 steps of 128). CIFAR-10 classifiers: the first 10,000 images (data_batch_1,
 # all that a partial download may hold), 100 passes (35-60 minutes on 2 cores), all in one layout:
 # the cpu preset's made wider and deeper (3 + 5 blocks of widths 64 and 128, 0.89M parameters).
-# The i-ResNets take the preset's learning rate; the vanilla network, which does not learn at it,
-# its own (1e-3, the best of a five-epoch sweep). The coupling classifier (Table 3) has Glow-style
+# The i-ResNets take Adam at 5e-2 (the preset has 2e-2; ten-epoch runs: 44.2 % at 7e-3, 48.1 % at
+# 2e-2, 50.8 % at 5e-2; for c = 0.9 the hundred epochs gave 73.6 % against 71.6 % at 2e-2); the
+# vanilla network, which does not learn at 2e-2, its own (1e-3, the best of a five-epoch sweep). The coupling classifier (Table 3) has Glow-style
 # steps in the same stages, widths 80 and 160 for as many parameters, and the vanilla rate. The
 # MNIST density model is the README's 20-minute benchmark run itself; the CIFAR-10 one trains for 60
 # minutes on the first 10,000 images.
@@ -130,11 +131,12 @@ _MNIST = dict(epochs=2)
 CIFAR10_LAYOUT = ("blocks=3,5", "widths=64,128")
 _CIFAR10 = dict(epochs=100, train_subset=10_000, test_subset=1000, model=CIFAR10_LAYOUT)
 UNCONSTRAINED_LR = 1e-3
+CONSTRAINED_LR = 5e-2
 RECIPES: dict[str, Recipe] = {
     "mnist-vanilla": Recipe("mnist", None, **_MNIST),
     **{f"mnist-c{c:g}": Recipe("mnist", c, **_MNIST) for c in (0.9, 0.8, 0.7, 0.6, 0.5)},
     "cifar10-vanilla": Recipe("cifar10", None, **_CIFAR10, lr=UNCONSTRAINED_LR),
-    **{f"cifar10-c{c:g}": Recipe("cifar10", c, **_CIFAR10) for c in (0.9, 0.5)},
+    **{f"cifar10-c{c:g}": Recipe("cifar10", c, **_CIFAR10, lr=CONSTRAINED_LR) for c in (0.9, 0.5)},
     "cifar10-coupling": Recipe("cifar10", None, **{**_CIFAR10, "model": ("block=coupling", "blocks=3,5",
                                                                         "widths=80,160")}, lr=UNCONSTRAINED_LR),
     # Density models (notebooks 07-08): the cpu flow preset (c = 0.9) with LipSwish (Residual Flows'
