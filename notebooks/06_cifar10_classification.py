@@ -52,7 +52,7 @@ print(f"classifiers: {', '.join(NAMES)}; re-evaluated on the first {len(y_test)}
 # and 3 start with a squeeze. Training: SGD with Nesterov momentum, 200 epochs, crop-and-flip augmentation.
 #
 # The shipped models were trained on a laptop-class CPU with the first 10,000 training images (one of the five
-# training files), in batches of 128, with the same augmentation, for 100 passes over the images (35 to 60 minutes
+# training files), in batches of 128, with the same augmentation, for 100 passes over the images (35 to 50 minutes
 # each on two cores), the learning rate decayed to zero on a cosine. They share one layout, the `cpu` preset's made wider
 # and deeper: a squeeze first, 16 channels, stages of 3 and 5 blocks with widths 64 and 128
 # (`--model blocks=3,5 widths=64,128`, about 0.9M parameters). The i-ResNets ($c = 0.9$ and $c = 0.5$) train with
@@ -110,12 +110,12 @@ print(f"ours: c = 0.9 is {ours['c=0.9'] - ours['vanilla']:.2f} points behind the
 # %% [markdown]
 # In the paper (printed above) the i-ResNet with $c = 0.9$ is a tenth of a point behind the vanilla network and a
 # little more than a point behind ResNet-164; with $c = 0.5$ the error grows by about two points. Ours, all three
-# trained alike, show the same order with larger steps: $c = 0.9$ costs about three points against the vanilla
-# network, and $c = 0.5$ about three more. The last printout says where the points go. The vanilla network fits its
+# trained alike, show the same order with larger steps: $c = 0.9$ costs about a point against the vanilla network,
+# and $c = 0.5$ between two and three more. The last printout says where the points go. The vanilla network fits its
 # (augmented) training batches almost perfectly, the i-ResNets less and less as $c$ shrinks: at this size the bound
 # on every block's steepness limits how closely the network can fit 10,000 images, and a small network pays for it
 # where the paper's, five times larger and trained on five times more images, hardly does. The gap to the paper's
-# level of error (about 25 % against 7 %) is the training: a fifth of the images, an hour on a CPU instead of 200
+# level of error (about 25 % against 7 %) is the training: a fifth of the images, under an hour on a CPU instead of 200
 # GPU epochs, and with 10,000 images every network overfits (in the curves of section 1 the training-batch accuracy,
 # dashed, pulls away from the test accuracy). Notebook 05 makes the same comparison on MNIST, where even $c = 0.5$
 # costs almost nothing.
@@ -349,7 +349,7 @@ checks.check_confusion(true_class, predicted_class, predictions, y_test, data.CI
 # - Its features have as many numbers as the zero-padded input: the classifier is a bijection followed by a head.
 # - Reconstructions from the features are exact to float precision for the i-ResNets, and the certificate confirms
 #   every layer's norm is at most $c$; the vanilla network's inverse diverges (Fig. 3).
-# - Our hour-long CPU runs, trained alike, show Table 2's order (vanilla, then $c = 0.9$, then $c = 0.5$) with larger
+# - Our CPU runs of under an hour, trained alike, show Table 2's order (vanilla, then $c = 0.9$, then $c = 0.5$) with larger
 #   steps: a small network that sees 10,000 images pays more for the bound, because it limits how closely it fits them.
 # - Table 3 at laptop scale did not come out as in the paper. On 10,000 images our Glow-style coupling classifier
 #   (0.92M parameters) beat the residual ones, with the smallest gap between training and test accuracy. The
