@@ -119,11 +119,12 @@ class Recipe:
 # CPU runs of the cpu presets, planned in epochs (not minutes) where they can be, so that a
 # recipe gives the same model on any machine. MNIST classifiers: two passes over the 60,000
 # training images (938 steps of 128). CIFAR-10 classifiers: the first 10,000 images (data_batch_1,
-# all that a partial download may hold), 100 passes (35-60 minutes on 2 cores), all in one layout:
+# all that a partial download may hold), 100 passes (35-50 minutes on 2 cores), all in one layout:
 # the cpu preset's made wider and deeper (3 + 5 blocks of widths 64 and 128, 0.89M parameters).
-# The i-ResNets take Adam at 5e-2 (the preset has 2e-2; ten-epoch runs: 44.2 % at 7e-3, 48.1 % at
-# 2e-2, 50.8 % at 5e-2; for c = 0.9 the hundred epochs gave 73.6 % against 71.6 % at 2e-2); the
-# vanilla network, which does not learn at 2e-2, its own (1e-3, the best of a five-epoch sweep). The coupling classifier (Table 3) has Glow-style
+# The i-ResNets take Adam at 5e-2 (the preset has 2e-2; ten-epoch runs of c = 0.9: 44.2 % at 7e-3,
+# 48.1 % at 2e-2, 50.8 % at 5e-2; its hundred epochs gave 73.6 % against 71.6 % at 2e-2); the
+# vanilla network, which does not learn at 2e-2, its own (1e-3, the best of a five-epoch sweep).
+# The coupling classifier (Table 3) has Glow-style
 # steps in the same stages, widths 80 and 160 for as many parameters, and the vanilla rate. The
 # MNIST density model is the README's 20-minute benchmark run itself; the CIFAR-10 one trains for 60
 # minutes on the first 10,000 images.
