@@ -351,9 +351,9 @@ checks.check_confusion(true_class, predicted_class, predictions, y_test, data.CI
 # - Its features have as many numbers as the zero-padded input: the classifier is a bijection followed by a head.
 # - Reconstructions from the features are exact to float precision for the i-ResNets, and the certificate confirms
 #   every layer's norm is at most $c$; the vanilla network's inverse diverges (Fig. 3).
-# - Our CPU runs of under an hour, trained alike apart from the learning rate, show Table 2's order (vanilla, then $c =
-#   0.9$, then $c = 0.5$) with larger steps: a small network that sees 10,000 images pays more for the bound, because it
-#   limits how closely it fits them.
+# - Our CPU runs of under an hour, trained alike apart from the learning rate, show Table 2's order (vanilla, then
+#   $c = 0.9$, then $c = 0.5$) with larger steps: a small network that sees 10,000 images pays more for the bound,
+#   because it limits how closely it fits them.
 # - Table 3 at laptop scale did not come out as in the paper. On 10,000 images our Glow-style coupling classifier
 #   (0.92M parameters) beat the residual ones, with the smallest gap between training and test accuracy. The
 #   paper's finding comes from full-scale training, where what a step can express matters more than overfitting.
