@@ -278,7 +278,8 @@ RESULTS: tuple[Result, ...] = (
            "at 1e-2 (876 steps)",
            "cifar10_cpu_bits_per_dim",
            "not reached: the gap between training loss and test figure grows (0.07 bits/dim after 10 passes, 0.14 "
-           "after 30); a bigger flow and more images are the next lever, a higher rate (1e-2, which helped MNIST) did not help"),
+           "after 30); a bigger flow and more images are the next lever, a higher rate (1e-2, which helped MNIST) "
+           "did not help"),
     Result("Training throughput, classifier `cpu` preset (MNIST, 0.33M parameters)",
            "python -m iresnet_mini.bench throughput --task classify --dataset mnist --preset cpu --batch-size 128",
            "0.163 s per step, 784 images/s"),
