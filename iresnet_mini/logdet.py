@@ -14,6 +14,7 @@ memory stays constant in the number of terms.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import weakref
@@ -27,7 +28,7 @@ from .lipschitz import frozen_power_iteration
 __all__ = [
     "jacobian", "exact_logdet", "power_series_logdet", "unbiased_logdet",
     "truncation_error_bound", "lipschitz_bound", "roulette_p", "ESTIMATORS", "get_estimator", "PROBES",
-    "draw_probe",
+    "draw_probe", "OPTION_TYPES", "estimator_options", "check_estimator_options",
 ]
 
 PROBES = ("gaussian", "rademacher")
@@ -235,3 +236,25 @@ def get_estimator(name: str):
         return ESTIMATORS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown log-det estimator {name!r}: use one of {sorted(ESTIMATORS)}") from None
+
+
+# The settings an estimator takes from a configuration (its other arguments come from the call),
+# with the type each is written in on a command line.
+OPTION_TYPES = {"n_terms": int, "n_exact_terms": int, "n_samples": int, "p": float, "distribution": str,
+                "probe": str, "neumann_gradient": bool}
+
+
+def estimator_options(name: str) -> tuple[str, ...]:
+    """The settings estimator ``name`` takes from a configuration, e.g. ('n_terms', 'n_samples', ...)."""
+    parameters = inspect.signature(get_estimator(name)).parameters
+    return tuple(key for key in parameters if key in OPTION_TYPES)
+
+
+def check_estimator_options(name: str, options: dict) -> None:
+    """A clear error when ``options`` has a setting that estimator ``name`` does not take."""
+    allowed = estimator_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) if allowed else "no settings"
+        raise ValueError(f"estimator {name!r} does not take {', '.join(unknown)}: it takes {takes}")
+

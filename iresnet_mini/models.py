@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from .blocks import InverseInfo, InvertibleResidualBlock, conv_branch
 from .flows import ActNorm, ChannelCoupling, DiagonalGaussian, InvertibleConv1x1, ResidualFlowLayer, Squeeze
 from .lipschitz import ACTIVATIONS, check_coeff
+from .logdet import OPTION_TYPES, check_estimator_options, get_estimator
 
 __all__ = [
     "ClassifierConfig", "FlowConfig", "CLASSIFIER_PRESETS", "FLOW_PRESETS", "classifier_config",
@@ -104,6 +105,13 @@ class FlowConfig:
         _check_activation(self.activation)
         if check_coeff(self.coeff) is None:
             raise ValueError("a density model needs coeff in (0, 1): without it the log-det series diverges")
+        get_estimator(self.estimator)  # a clear error for an unknown name
+        try:
+            check_estimator_options(self.estimator, self.estimator_kwargs)
+        except ValueError as error:
+            raise ValueError(f"{error}. The estimator_kwargs {self.estimator_kwargs!r} are the preset's unless "
+                             "the model option sets them: estimator_kwargs=KEY:VALUE,..., for example "
+                             "estimator_kwargs=n_exact_terms:2,p:0.5,neumann_gradient:true") from None
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -459,10 +467,40 @@ def config_from_dict(kind: str, values: dict):
 
 # Options a command line can set: KEY=VALUE strings, typed by the architecture's fields.
 _OPTION_FIELDS = {"classify": ClassifierConfig, "density": FlowConfig}
-_NOT_OPTIONS = {"in_shape", "n_classes", "coeff", "estimator_kwargs"}  # from the data, --coeff/--vanilla, code
+_NOT_OPTIONS = {"in_shape", "n_classes", "coeff"}  # from the data and --coeff/--vanilla
+
+
+def _estimator_kwargs_value(text: str) -> dict:
+    """``estimator_kwargs=n_exact_terms:2,p:0.5,neumann_gradient:true`` -> a dict typed by the settings
+    (``none``: no settings, as the exact estimator takes)."""
+    if text.lower() == "none":
+        return {}
+    options = {}
+    for item in text.split(","):
+        key, sep, value = item.partition(":")
+        if not sep or not value:
+            raise ValueError(f"model option estimator_kwargs: {item!r} is not KEY:VALUE (for example "
+                             "estimator_kwargs=n_exact_terms:2,p:0.5,neumann_gradient:true)")
+        if key not in OPTION_TYPES:
+            raise ValueError(f"model option estimator_kwargs: unknown setting {key!r}; the estimators take "
+                             f"{', '.join(OPTION_TYPES)}")
+        kind = OPTION_TYPES[key]
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false"):
+                    raise ValueError
+                options[key] = value.lower() == "true"
+            else:
+                options[key] = kind(value)
+        except ValueError:
+            name = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "text")
+            raise ValueError(f"model option estimator_kwargs: {key}:{value!r}, {key} takes {name}") from None
+    return options
 
 
 def _option_value(cls, key: str, text: str):
+    if key == "estimator_kwargs":
+        return _estimator_kwargs_value(text)
     default = getattr(cls, key)
     try:
         if isinstance(default, bool):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iresnet_mini import data, lipschitz, models, train
+from iresnet_mini import data, flows, lipschitz, models, train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
@@ -130,6 +130,42 @@ def test_model_options_are_typed_by_the_architecture(items, expected):
 def test_bad_model_options_say_what_is_allowed(items, complaint):
     with pytest.raises(ValueError, match=complaint):
         models.parse_model_options("classify", items)
+
+
+@pytest.mark.parametrize("items, expected", [
+    (["estimator=unbiased", "estimator_kwargs=n_exact_terms:2,p:0.5,n_samples:1,neumann_gradient:true"],
+     {"estimator": "unbiased", "estimator_kwargs": {"n_exact_terms": 2, "p": 0.5, "n_samples": 1,
+                                                    "neumann_gradient": True}}),
+    (["estimator=series", "estimator_kwargs=n_terms:5,probe:rademacher"],
+     {"estimator": "series", "estimator_kwargs": {"n_terms": 5, "probe": "rademacher"}}),
+    (["estimator=exact", "estimator_kwargs=none"], {"estimator": "exact", "estimator_kwargs": {}}),
+])
+def test_the_training_estimator_is_a_model_option(items, expected):
+    options = models.parse_model_options("density", items)
+    assert options == expected
+    flow = models.MultiScaleFlow(models.flow_config("tiny", (1, 4, 4), **options))
+    layers = [m for m in flow.modules() if isinstance(m, flows.ResidualFlowLayer)]
+    assert layers and all(layer.block.estimator == expected["estimator"] and
+                          layer.block.estimator_kwargs == expected["estimator_kwargs"] for layer in layers)
+
+
+@pytest.mark.parametrize("items, complaint", [
+    (["estimator_kwargs=n_terms"], "not KEY:VALUE"),
+    (["estimator_kwargs=terms:3"], "unknown setting 'terms'.*take n_terms"),
+    (["estimator_kwargs=n_terms:3.5"], "n_terms takes an integer"),
+    (["estimator_kwargs=neumann_gradient:yes"], "true or false"),
+])
+def test_bad_estimator_options_say_what_is_allowed(items, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        models.parse_model_options("density", items)
+
+
+def test_an_estimator_without_its_own_settings_says_how_to_give_them():
+    # the cpu preset's settings are the series' (n_terms): the roulette takes n_exact_terms instead
+    with pytest.raises(ValueError, match="'unbiased' does not take n_terms.*estimator_kwargs=KEY:VALUE"):
+        models.flow_config("cpu", (1, 28, 28), estimator="unbiased")
+    with pytest.raises(ValueError, match="unknown log-det estimator 'magic'"):
+        models.flow_config("cpu", (1, 28, 28), estimator="magic")
 
 
 def _tiny_flow():
