@@ -152,7 +152,7 @@ RECIPES: dict[str, Recipe] = {
     "mnist-density": Recipe("mnist", 0.9, task="density", epochs=None, time_budget=20.0,
                             model=("activation=lipswish", *UNBIASED_TRAINING), lr=2e-2, ema=0.999),
     "cifar10-density": Recipe("cifar10", 0.9, task="density", epochs=None, time_budget=60.0, train_subset=10_000,
-                              model=("activation=lipswish",), ema=0.999),
+                              model=("activation=lipswish", *UNBIASED_TRAINING), ema=0.999, test_subset=1000),
 }
 
 
