@@ -470,6 +470,20 @@ _OPTION_FIELDS = {"classify": ClassifierConfig, "density": FlowConfig}
 _NOT_OPTIONS = {"in_shape", "n_classes", "coeff"}  # from the data and --coeff/--vanilla
 
 
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", tuple: "comma-separated integers such as 2,4"}
+
+
+def _typed(kind: type, text: str):
+    """``text`` as a value of ``kind`` (bool, int, float, tuple of ints or str); ValueError if it is not one."""
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
+        return text.lower() == "true"
+    if kind is tuple:
+        return tuple(int(part) for part in text.split(","))
+    return kind(text)
+
+
 def _estimator_kwargs_value(text: str) -> dict:
     """``estimator_kwargs=n_exact_terms:2,p:0.5,neumann_gradient:true`` -> a dict typed by the settings
     (``none``: no settings, as the exact estimator takes)."""
@@ -484,17 +498,11 @@ def _estimator_kwargs_value(text: str) -> dict:
         if key not in OPTION_TYPES:
             raise ValueError(f"model option estimator_kwargs: unknown setting {key!r}; the estimators take "
                              f"{', '.join(OPTION_TYPES)}")
-        kind = OPTION_TYPES[key]
         try:
-            if kind is bool:
-                if value.lower() not in ("true", "false"):
-                    raise ValueError
-                options[key] = value.lower() == "true"
-            else:
-                options[key] = kind(value)
+            options[key] = _typed(OPTION_TYPES[key], value)
         except ValueError:
-            name = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "text")
-            raise ValueError(f"model option estimator_kwargs: {key}:{value!r}, {key} takes {name}") from None
+            raise ValueError(f"model option estimator_kwargs: {key}:{value!r}, {key} takes "
+                             f"{_KIND_NAMES.get(OPTION_TYPES[key], 'text')}") from None
     return options
 
 
@@ -502,20 +510,11 @@ def _option_value(cls, key: str, text: str):
     if key == "estimator_kwargs":
         return _estimator_kwargs_value(text)
     default = getattr(cls, key)
+    kind = next((k for k in (bool, tuple, int) if isinstance(default, k)), str)  # bool before int: True is an int
     try:
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false"):
-                raise ValueError
-            return text.lower() == "true"
-        if isinstance(default, tuple):
-            return tuple(int(part) for part in text.split(","))
-        if isinstance(default, int):
-            return int(text)
-        return text
+        return _typed(kind, text)
     except ValueError:
-        kind = ("true or false" if isinstance(default, bool) else "comma-separated integers such as 2,4"
-                if isinstance(default, tuple) else "an integer")
-        raise ValueError(f"model option {key}={text!r}: {key} takes {kind}") from None
+        raise ValueError(f"model option {key}={text!r}: {key} takes {_KIND_NAMES[kind]}") from None
 
 
 def parse_model_options(task: str, items) -> dict:
