@@ -28,7 +28,7 @@ from .lipschitz import get_activation
 __all__ = [
     "ActNorm", "Squeeze", "ResidualFlowLayer", "AffineCoupling", "InvertibleConv1x1", "ChannelCoupling",
     "coupling_flow", "SequentialFlow",
-    "StandardNormal", "DiagonalGaussian", "bits_per_dim", "set_estimator", "using_estimator",
+    "StandardNormal", "DiagonalGaussian", "ConditionalGaussian", "bits_per_dim", "set_estimator", "using_estimator",
 ]
 
 
@@ -317,6 +317,56 @@ class DiagonalGaussian(StandardNormal):
         """n draws around the mean, the standard deviation scaled by ``temperature``."""
         eps = super().sample(n, generator, self.mean.device, self.mean.dtype, temperature)
         return self.mean + torch.exp(self.log_std) * eps
+
+
+class ConditionalGaussian(DiagonalGaussian):
+    """The prior of a factored-out half z given the half h that stays (Glow's split prior).
+
+    N(z; mu + m(h), diag exp(2 (log_sigma + s(h)))): (m, s) come from a small convolutional net on
+    h (3x3 conv, ReLU, 3x3 conv) whose last layer starts at zero, so the prior starts as the
+    unconditional :class:`DiagonalGaussian` it extends. s is bounded to (-3, 3) by a scaled tanh.
+    h must have ``context_channels`` channels and z's spatial size. Not a flow layer: nothing in it
+    needs inverting, sampling draws z for a given h.
+    """
+
+    LOG_SCALE_BOUND = 3.0
+
+    def __init__(self, shape, context_channels: int, hidden: int = 64):
+        super().__init__(shape)
+        if len(self.shape) != 3:
+            raise ValueError(f"a conditional prior needs an image shape (C, H, W), got {self.shape}")
+        for name, value in (("context_channels", context_channels), ("hidden", hidden)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.context_channels = context_channels
+        self.net = nn.Sequential(nn.Conv2d(context_channels, hidden, 3, padding=1), nn.ReLU(),
+                                 nn.Conv2d(hidden, 2 * self.shape[0], 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def parameters_given(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_std) of z given the context h, each of shape (B, *shape)."""
+        if context.dim() != 4 or context.shape[1] != self.context_channels or context.shape[2:] != self.shape[1:]:
+            raise ValueError(f"the context must have shape (B, {self.context_channels}, {self.shape[1]}, "
+                             f"{self.shape[2]}), got {tuple(context.shape)}")
+        shift, log_scale = self.net(context).chunk(2, dim=1)
+        bound = self.LOG_SCALE_BOUND
+        return self.mean + shift, self.log_std + bound * torch.tanh(log_scale / bound)
+
+    def log_prob(self, z, context=None):
+        if context is None:
+            raise ValueError("a conditional prior needs the context h the factored-out half is conditioned on")
+        mean, log_std = self.parameters_given(context)
+        eps = (z - mean) * torch.exp(-log_std)
+        return StandardNormal.log_prob(self, eps) - log_std.flatten(1).sum(1)
+
+    def sample(self, n, generator=None, device=None, dtype=None, temperature: float = 1.0, context=None):
+        """n draws given the context h (n rows), the standard deviation scaled by ``temperature``."""
+        if context is None or context.shape[0] != n:
+            raise ValueError(f"sampling a conditional prior needs a context of {n} rows")
+        mean, log_std = self.parameters_given(context)
+        eps = StandardNormal.sample(self, n, generator, mean.device, mean.dtype, temperature)
+        return mean + torch.exp(log_std) * eps
 
 
 class SequentialFlow(nn.Module):

@@ -25,13 +25,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .blocks import InverseInfo, InvertibleResidualBlock, conv_branch
-from .flows import ActNorm, ChannelCoupling, DiagonalGaussian, InvertibleConv1x1, ResidualFlowLayer, Squeeze
+from .flows import (ActNorm, ChannelCoupling, ConditionalGaussian, DiagonalGaussian, InvertibleConv1x1, ResidualFlowLayer,
+                    Squeeze)
 from .lipschitz import ACTIVATIONS, check_coeff
 from .logdet import OPTION_TYPES, check_estimator_options, get_estimator
 
 __all__ = [
     "ClassifierConfig", "FlowConfig", "CLASSIFIER_PRESETS", "FLOW_PRESETS", "classifier_config",
-    "flow_config", "BLOCKS", "InjectivePad", "ClassifierStep", "CouplingStep", "IResNetClassifier", "MultiScaleFlow",
+    "flow_config", "SPLIT_PRIORS", "BLOCKS", "InjectivePad", "ClassifierStep", "CouplingStep", "IResNetClassifier", "MultiScaleFlow",
     "count_parameters", "build_model", "config_to_dict", "config_from_dict", "parse_model_options",
 ]
 
@@ -87,6 +88,9 @@ class ClassifierConfig:
         return self.channels - self.squeezed_in_channels
 
 
+SPLIT_PRIORS = ("diagonal", "conditional")
+
+
 @dataclass(frozen=True)
 class FlowConfig:
     """Architecture of the multi-scale i-ResNet flow (paper Sec. 4, density model)."""
@@ -99,10 +103,16 @@ class FlowConfig:
     activation: str = "elu"
     estimator: str = "series"           # log-det estimator in training: "series" or "unbiased"
     estimator_kwargs: dict = field(default_factory=lambda: {"n_terms": 5, "n_samples": 1})
+    # the factored-out halves' priors: "diagonal" (a learned Gaussian per position, the paper's) or
+    # "conditional" (Glow's split prior: its mean and scale computed from the half that stays)
+    split_prior: str = "diagonal"
 
     def __post_init__(self):
         _check_stages(self.blocks, (1,) * len(self.blocks), self.widths)
         _check_activation(self.activation)
+        if self.split_prior not in SPLIT_PRIORS:
+            raise ValueError(f"unknown split_prior {self.split_prior!r}: allowed are "
+                             f"{', '.join(map(repr, SPLIT_PRIORS))}")
         if check_coeff(self.coeff) is None:
             raise ValueError("a density model needs coeff in (0, 1): without it the log-det series diverges")
         get_estimator(self.estimator)  # a clear error for an unknown name
@@ -369,7 +379,8 @@ class MultiScaleFlow(nn.Module):
 
     Scale i: [squeeze] -> (ActNorm -> residual flow layer) x blocks[i]; after every scale
     but the last, the first half of the channels is factored out as z_i with a learned
-    diagonal Gaussian prior; the last scale's output is the final z.
+    diagonal Gaussian prior (``split_prior="conditional"``: a Gaussian whose mean and scale
+    depend on the half h_i that stays, p(z_i | h_i)); the last scale's output is the final z.
     """
 
     def __init__(self, config: FlowConfig):
@@ -393,7 +404,10 @@ class MultiScaleFlow(nn.Module):
                 if c < 2:
                     raise ValueError(f"scale {i} has {c} channel(s), too few to factor out half; "
                                      "use fewer scales")
-                priors.append(DiagonalGaussian((c // 2, h, w)))
+                if config.split_prior == "conditional":
+                    priors.append(ConditionalGaussian((c // 2, h, w), context_channels=c - c // 2))
+                else:
+                    priors.append(DiagonalGaussian((c // 2, h, w)))
                 c -= c // 2
         priors.append(DiagonalGaussian((c, h, w)))
         self.scales = nn.ModuleList(scales)
@@ -403,9 +417,14 @@ class MultiScaleFlow(nn.Module):
     def n_dims(self) -> int:
         return math.prod(self.config.in_shape)
 
-    def forward(self, x: torch.Tensor):
-        """(list of z_i, total log|det dz/dx| per sample)."""
-        zs, logdet = [], x.new_zeros(x.shape[0])
+    @property
+    def conditional(self) -> bool:
+        """Whether the factored-out halves' priors depend on the halves that stay."""
+        return self.config.split_prior == "conditional"
+
+    def _encode(self, x: torch.Tensor):
+        """(z_i, the kept halves h_i each z_i is conditioned on, total log-det)."""
+        zs, kept, logdet = [], [], x.new_zeros(x.shape[0])
         for i, scale in enumerate(self.scales):
             for layer in scale:
                 x, ld = layer(x)
@@ -413,8 +432,20 @@ class MultiScaleFlow(nn.Module):
             if i < len(self.scales) - 1:
                 z, x = x.split([self.priors[i].shape[0], x.shape[1] - self.priors[i].shape[0]], dim=1)
                 zs.append(z)
+                kept.append(x)
         zs.append(x)
+        return zs, kept, logdet
+
+    def forward(self, x: torch.Tensor):
+        """(list of z_i, total log|det dz/dx| per sample)."""
+        zs, _, logdet = self._encode(x)
         return zs, logdet
+
+    def prior_log_prob(self, zs, kept) -> torch.Tensor:
+        """sum_i log p_i(z_i) per sample (given the kept halves h_i where the priors are conditional)."""
+        terms = [prior.log_prob(z, h) if self.conditional and i < len(kept) else prior.log_prob(z)
+                 for i, (prior, z, h) in enumerate(zip(self.priors, zs, [*kept, None]))]
+        return sum(terms)
 
     def log_prob(self, x: torch.Tensor, validate: bool = True) -> torch.Tensor:
         """log p(x) in nats per sample by change of variables (Sec. 3), log-dets by the estimator.
@@ -424,8 +455,8 @@ class MultiScaleFlow(nn.Module):
         """
         if validate and not torch.isfinite(x).all():
             raise ValueError("x contains NaN or infinite values")
-        zs, logdet = self(x)
-        return sum(prior.log_prob(z) for prior, z in zip(self.priors, zs)) + logdet
+        zs, kept, logdet = self._encode(x)
+        return self.prior_log_prob(zs, kept) + logdet
 
     @torch.no_grad()
     def inverse(self, zs) -> torch.Tensor:
@@ -440,8 +471,21 @@ class MultiScaleFlow(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """n samples: z_i from the priors (std scaled by ``temperature``), then the inverse flow."""
-        return self.inverse([prior.sample(n, generator, temperature=temperature) for prior in self.priors])
+        """n samples: z_i from the priors (std scaled by ``temperature``), then the inverse flow.
+
+        With conditional priors the draws interleave with the inverse: the last z first, then
+        scale by scale back to the input, each z_i drawn given the h_i just reconstructed.
+        """
+        if not self.conditional:
+            return self.inverse([prior.sample(n, generator, temperature=temperature) for prior in self.priors])
+        x = self.priors[-1].sample(n, generator, temperature=temperature)
+        for i in reversed(range(len(self.scales))):
+            if i < len(self.scales) - 1:
+                z = self.priors[i].sample(n, generator, temperature=temperature, context=x)
+                x = torch.cat([z, x], dim=1)
+            for layer in reversed(self.scales[i]):
+                x = layer.inverse(x)
+        return x
 
 
 def build_model(config: ClassifierConfig | FlowConfig) -> nn.Module:

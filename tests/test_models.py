@@ -227,6 +227,87 @@ def test_flow_inverse_and_samples():
     assert samples.shape == (6, 1, 4, 4) and torch.isfinite(samples).all()
 
 
+def _tiny_conditional_flow():
+    torch.manual_seed(1)
+    config = models.flow_config("tiny", (1, 4, 4), widths=(6, 6), estimator="exact", estimator_kwargs={},
+                                split_prior="conditional")
+    flow = models.MultiScaleFlow(config).double()
+    with torch.no_grad():
+        flow(torch.rand(64, 1, 4, 4, dtype=torch.float64) - 0.5)  # ActNorm init, power iteration
+        for parameter in flow.priors.parameters():  # the last conv starts at zero: make the context matter
+            parameter.normal_(0, 0.3)
+    return flow.eval()
+
+
+def _kept_half(flow, x):
+    """The first scale's output without its factored-out half: what z_0's prior is conditioned on."""
+    h = x
+    for layer in flow.scales[0]:
+        h = layer(h)[0]
+    return h[:, flow.priors[0].shape[0]:]
+
+
+def _conditional_mean_std(prior, h):
+    raw = prior.net(h)
+    k = prior.shape[0]
+    return prior.mean + raw[:, :k], (prior.log_std + 3 * torch.tanh(raw[:, k:] / 3)).exp()
+
+
+def test_conditional_split_prior_bits_per_dim_equals_hand_computation():
+    flow = _tiny_conditional_flow()
+    assert isinstance(flow.priors[0], flows.ConditionalGaussian) and flow.priors[0].shape == (2, 2, 2)
+    x = (torch.randint(0, 256, (3, 1, 4, 4)).double() + torch.rand(3, 1, 4, 4, dtype=torch.float64)) / 256
+    alpha = 0.05
+    for i in range(3):
+        xi = x[i:i + 1]
+
+        def to_z(t):  # x -> logit -> flow -> all z_i, flattened
+            s = alpha + (1 - 2 * alpha) * t
+            return torch.cat([z.reshape(-1) for z in flow(torch.log(s / (1 - s)))[0]])
+
+        jac = torch.autograd.functional.jacobian(to_z, xi).reshape(16, 16)
+        y = train.preprocess(xi, alpha)[0]
+        zs = flow(y)[0]
+        mean, std = _conditional_mean_std(flow.priors[0], _kept_half(flow, y))
+        last = flow.priors[1]
+        log_pz = (torch.distributions.Normal(mean, std).log_prob(zs[0]).sum()
+                  + torch.distributions.Normal(last.mean, last.log_std.exp()).log_prob(zs[1][0]).sum())
+        log_px = log_pz + torch.linalg.slogdet(jac).logabsdet
+        expected = -log_px / (16 * math.log(2)) + 8
+        assert train.density_bits_per_dim(flow, xi, alpha).item() == pytest.approx(expected.item(), abs=1e-8)
+
+
+def test_conditional_samples_are_drawn_given_the_reconstructed_half():
+    flow = _tiny_conditional_flow()
+    n = 5
+    samples = flow.sample(n, generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)  # the draws in sampling order: the last z first, then z_0 | h_0
+    eps_last = torch.randn((n, *flow.priors[1].shape), generator=gen, dtype=torch.float64)
+    eps_0 = torch.randn((n, *flow.priors[0].shape), generator=gen, dtype=torch.float64)
+    zs = flow(samples)[0]
+    last = flow.priors[1]
+    assert torch.allclose((zs[1] - last.mean) / last.log_std.exp(), eps_last, atol=1e-6)
+    mean, std = _conditional_mean_std(flow.priors[0], _kept_half(flow, samples))
+    assert torch.allclose((zs[0] - mean) / std, eps_0, atol=1e-6)
+    assert torch.allclose(flow.inverse(zs), samples, atol=1e-8)
+
+
+def test_conditional_prior_checks_its_context():
+    prior = flows.ConditionalGaussian((2, 4, 4), context_channels=3)
+    z = torch.zeros(2, 2, 4, 4)
+    assert torch.allclose(prior.log_prob(z, torch.randn(2, 3, 4, 4)), flows.DiagonalGaussian((2, 4, 4)).log_prob(z))
+    with pytest.raises(ValueError, match="context must have shape \\(B, 3, 4, 4\\)"):
+        prior.log_prob(z, torch.zeros(2, 2, 4, 4))
+    with pytest.raises(ValueError, match="needs the context"):
+        prior.log_prob(z)
+    with pytest.raises(ValueError, match="unknown split_prior 'glow'.*'diagonal', 'conditional'"):
+        models.flow_config("tiny", (1, 4, 4), split_prior="glow")
+    assert models.parse_model_options("density", ["split_prior=conditional"]) == {"split_prior": "conditional"}
+    old = models.config_to_dict(models.flow_config("cpu", (3, 32, 32)))
+    del old["split_prior"]  # a checkpoint written before the option: the paper's diagonal priors
+    assert models.config_from_dict("density", old).split_prior == "diagonal"
+
+
 def test_config_round_trips_through_plain_types():
     config = models.flow_config("cpu", (3, 32, 32))
     values = json.loads(json.dumps(models.config_to_dict(config)))

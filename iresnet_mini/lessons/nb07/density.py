@@ -113,7 +113,8 @@ def flow_summary(model: MultiScaleFlow) -> list[dict]:
         last = i == len(model.config.blocks) - 1
         rows.append({"scale": i + 1, "input": str(shape), "squeeze": stride == 2, "blocks": n_blocks,
                      "branch": f"{inner[0]} -> {width} -> {width} -> {inner[0]}",
-                     "to the prior": f"{prior} (all)" if last else f"{prior} (factored out)"})
+                     "to the prior": f"{prior} (all)" if last else
+                     f"{prior} (factored out{', given the rest' if model.conditional else ''})"})
         shape = (inner[0] - prior[0], *inner[1:])
     return rows
 
