@@ -319,14 +319,15 @@ class DiagonalGaussian(StandardNormal):
         return self.mean + torch.exp(self.log_std) * eps
 
 
-class ConditionalGaussian(DiagonalGaussian):
-    """The prior of a factored-out half z given the half h that stays (Glow's split prior).
+class ConditionalGaussian(StandardNormal):
+    """The prior of a factored-out half z given the half h that stays: Glow's split prior
+    (Kingma & Dhariwal 2018, Sec. 3.3), p(z | h) = N(z; mu + m(h), diag exp(2 (log_sigma + s(h)))).
 
-    N(z; mu + m(h), diag exp(2 (log_sigma + s(h)))): (m, s) come from a small convolutional net on
-    h (3x3 conv, ReLU, 3x3 conv) whose last layer starts at zero, so the prior starts as the
-    unconditional :class:`DiagonalGaussian` it extends. s is bounded to (-3, 3) by a scaled tanh.
-    h must have ``context_channels`` channels and z's spatial size. Not a flow layer: nothing in it
-    needs inverting, sampling draws z for a given h.
+    mu and log_sigma are learned per position, as in :class:`DiagonalGaussian`; (m, s) come from a
+    small convolutional net on h (3x3 conv, ReLU, 3x3 conv) whose last layer starts at zero, so the
+    prior starts as that unconditional one. s is bounded to (-3, 3) by a scaled tanh. h must have
+    ``context_channels`` channels and z's spatial size. Not a flow layer: nothing in it is inverted;
+    sampling draws z for a given h.
     """
 
     LOG_SCALE_BOUND = 3.0
@@ -339,6 +340,8 @@ class ConditionalGaussian(DiagonalGaussian):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.context_channels = context_channels
+        self.mean = nn.Parameter(torch.zeros(self.shape))
+        self.log_std = nn.Parameter(torch.zeros(self.shape))
         self.net = nn.Sequential(nn.Conv2d(context_channels, hidden, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(hidden, 2 * self.shape[0], 3, padding=1))
         nn.init.zeros_(self.net[-1].weight)
@@ -357,16 +360,14 @@ class ConditionalGaussian(DiagonalGaussian):
         if context is None:
             raise ValueError("a conditional prior needs the context h the factored-out half is conditioned on")
         mean, log_std = self.parameters_given(context)
-        eps = (z - mean) * torch.exp(-log_std)
-        return StandardNormal.log_prob(self, eps) - log_std.flatten(1).sum(1)
+        return super().log_prob((z - mean) * torch.exp(-log_std)) - log_std.flatten(1).sum(1)
 
     def sample(self, n, generator=None, device=None, dtype=None, temperature: float = 1.0, context=None):
         """n draws given the context h (n rows), the standard deviation scaled by ``temperature``."""
         if context is None or context.shape[0] != n:
             raise ValueError(f"sampling a conditional prior needs a context of {n} rows")
         mean, log_std = self.parameters_given(context)
-        eps = StandardNormal.sample(self, n, generator, mean.device, mean.dtype, temperature)
-        return mean + torch.exp(log_std) * eps
+        return mean + torch.exp(log_std) * super().sample(n, generator, mean.device, mean.dtype, temperature)
 
 
 class SequentialFlow(nn.Module):

@@ -25,15 +25,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .blocks import InverseInfo, InvertibleResidualBlock, conv_branch
-from .flows import (ActNorm, ChannelCoupling, ConditionalGaussian, DiagonalGaussian, InvertibleConv1x1, ResidualFlowLayer,
-                    Squeeze)
+from .flows import (ActNorm, ChannelCoupling, ConditionalGaussian, DiagonalGaussian, InvertibleConv1x1,
+                    ResidualFlowLayer, Squeeze)
 from .lipschitz import ACTIVATIONS, check_coeff
 from .logdet import OPTION_TYPES, check_estimator_options, get_estimator
 
 __all__ = [
     "ClassifierConfig", "FlowConfig", "CLASSIFIER_PRESETS", "FLOW_PRESETS", "classifier_config",
-    "flow_config", "SPLIT_PRIORS", "BLOCKS", "InjectivePad", "ClassifierStep", "CouplingStep", "IResNetClassifier", "MultiScaleFlow",
-    "count_parameters", "build_model", "config_to_dict", "config_from_dict", "parse_model_options",
+    "flow_config", "SPLIT_PRIORS", "BLOCKS", "InjectivePad", "ClassifierStep", "CouplingStep", "IResNetClassifier",
+    "MultiScaleFlow", "count_parameters", "build_model", "config_to_dict", "config_from_dict", "parse_model_options",
 ]
 
 
@@ -104,7 +104,7 @@ class FlowConfig:
     estimator: str = "series"           # log-det estimator in training: "series" or "unbiased"
     estimator_kwargs: dict = field(default_factory=lambda: {"n_terms": 5, "n_samples": 1})
     # the factored-out halves' priors: "diagonal" (a learned Gaussian per position, the paper's) or
-    # "conditional" (Glow's split prior: its mean and scale computed from the half that stays)
+    # "conditional" (Glow's split prior, Kingma & Dhariwal 2018: its mean and scale computed from the half that stays)
     split_prior: str = "diagonal"
 
     def __post_init__(self):
@@ -443,9 +443,8 @@ class MultiScaleFlow(nn.Module):
 
     def prior_log_prob(self, zs, kept) -> torch.Tensor:
         """sum_i log p_i(z_i) per sample (given the kept halves h_i where the priors are conditional)."""
-        terms = [prior.log_prob(z, h) if self.conditional and i < len(kept) else prior.log_prob(z)
-                 for i, (prior, z, h) in enumerate(zip(self.priors, zs, [*kept, None]))]
-        return sum(terms)
+        return sum(prior.log_prob(z, h) if self.conditional and h is not None else prior.log_prob(z)
+                   for prior, z, h in zip(self.priors, zs, [*kept, None]))
 
     def log_prob(self, x: torch.Tensor, validate: bool = True) -> torch.Tensor:
         """log p(x) in nats per sample by change of variables (Sec. 3), log-dets by the estimator.
@@ -458,16 +457,20 @@ class MultiScaleFlow(nn.Module):
         zs, kept, logdet = self._encode(x)
         return self.prior_log_prob(zs, kept) + logdet
 
-    @torch.no_grad()
-    def inverse(self, zs) -> torch.Tensor:
-        """x from the list of z_i: every residual layer by its fixed-point inverse (Alg. 1)."""
-        x = zs[-1]
+    def _decode(self, last: torch.Tensor, factored) -> torch.Tensor:
+        """x from the last scale's z, scale by scale: ``factored(i, h_i)`` gives z_i for the kept half h_i."""
+        x = last
         for i in reversed(range(len(self.scales))):
             if i < len(self.scales) - 1:
-                x = torch.cat([zs[i], x], dim=1)
+                x = torch.cat([factored(i, x), x], dim=1)
             for layer in reversed(self.scales[i]):
                 x = layer.inverse(x)
         return x
+
+    @torch.no_grad()
+    def inverse(self, zs) -> torch.Tensor:
+        """x from the list of z_i: every residual layer by its fixed-point inverse (Alg. 1)."""
+        return self._decode(zs[-1], lambda i, _h: zs[i])
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
@@ -478,14 +481,8 @@ class MultiScaleFlow(nn.Module):
         """
         if not self.conditional:
             return self.inverse([prior.sample(n, generator, temperature=temperature) for prior in self.priors])
-        x = self.priors[-1].sample(n, generator, temperature=temperature)
-        for i in reversed(range(len(self.scales))):
-            if i < len(self.scales) - 1:
-                z = self.priors[i].sample(n, generator, temperature=temperature, context=x)
-                x = torch.cat([z, x], dim=1)
-            for layer in reversed(self.scales[i]):
-                x = layer.inverse(x)
-        return x
+        return self._decode(self.priors[-1].sample(n, generator, temperature=temperature),
+                            lambda i, h: self.priors[i].sample(n, generator, temperature=temperature, context=h))
 
 
 def build_model(config: ClassifierConfig | FlowConfig) -> nn.Module:

@@ -92,6 +92,7 @@ def _bits_per_dim_by_hand(model, x: torch.Tensor, alpha: float) -> torch.Tensor:
     s = alpha + (1 - 2 * alpha) * x
     y = torch.log(s) - torch.log1p(-s)
     log_p = torch.log((1 - 2 * alpha) / (s * (1 - s))).flatten(1).sum(1)  # log|det dy/dx|
+    assert not model.conditional  # the priors' term below is the unconditional diagonal Gaussians'
     h, latents = y, []
     for i, scale in enumerate(model.scales):
         for layer in scale:

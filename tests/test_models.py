@@ -227,37 +227,46 @@ def test_flow_inverse_and_samples():
     assert samples.shape == (6, 1, 4, 4) and torch.isfinite(samples).all()
 
 
-def _tiny_conditional_flow():
+def _tiny_conditional_flow(side: int = 4, n_scales: int = 2):
     torch.manual_seed(1)
-    config = models.flow_config("tiny", (1, 4, 4), widths=(6, 6), estimator="exact", estimator_kwargs={},
-                                split_prior="conditional")
+    config = models.flow_config("tiny", (1, side, side), blocks=(1,) * n_scales, widths=(6,) * n_scales,
+                                estimator="exact", estimator_kwargs={}, split_prior="conditional")
     flow = models.MultiScaleFlow(config).double()
     with torch.no_grad():
-        flow(torch.rand(64, 1, 4, 4, dtype=torch.float64) - 0.5)  # ActNorm init, power iteration
+        flow(torch.rand(64, 1, side, side, dtype=torch.float64) - 0.5)  # ActNorm init, power iteration
         for parameter in flow.priors.parameters():  # the last conv starts at zero: make the context matter
             parameter.normal_(0, 0.3)
     return flow.eval()
 
 
-def _kept_half(flow, x):
-    """The first scale's output without its factored-out half: what z_0's prior is conditioned on."""
-    h = x
-    for layer in flow.scales[0]:
-        h = layer(h)[0]
-    return h[:, flow.priors[0].shape[0]:]
+def _latents_and_kept_halves(flow, y):
+    """Scale by scale: the factored-out z_i and the half h_i that stays (what z_i is conditioned on)."""
+    h, pairs = y, []
+    for i, scale in enumerate(flow.scales):
+        for layer in scale:
+            h = layer(h)[0]
+        if i < len(flow.scales) - 1:
+            k = flow.priors[i].shape[0]
+            pairs.append((h[:, :k], h[:, k:]))
+            h = h[:, k:]
+    return pairs, h
 
 
 def _conditional_mean_std(prior, h):
+    # the prior's formula written out again (the net's output: shifts first, then log-scales, bounded by 3 tanh(s/3))
     raw = prior.net(h)
     k = prior.shape[0]
     return prior.mean + raw[:, :k], (prior.log_std + 3 * torch.tanh(raw[:, k:] / 3)).exp()
 
 
-def test_conditional_split_prior_bits_per_dim_equals_hand_computation():
-    flow = _tiny_conditional_flow()
-    assert isinstance(flow.priors[0], flows.ConditionalGaussian) and flow.priors[0].shape == (2, 2, 2)
-    x = (torch.randint(0, 256, (3, 1, 4, 4)).double() + torch.rand(3, 1, 4, 4, dtype=torch.float64)) / 256
+@pytest.mark.parametrize("side, n_scales", [(4, 2), (8, 3)])
+def test_conditional_split_prior_bits_per_dim_equals_hand_computation(side, n_scales):
+    flow = _tiny_conditional_flow(side, n_scales)
+    assert [type(p) for p in flow.priors] == [flows.ConditionalGaussian] * (n_scales - 1) + [flows.DiagonalGaussian]
+    d = side * side
+    x = (torch.randint(0, 256, (3, 1, side, side)).double() + torch.rand(3, 1, side, side, dtype=torch.float64)) / 256
     alpha = 0.05
+    expected = []
     for i in range(3):
         xi = x[i:i + 1]
 
@@ -265,31 +274,43 @@ def test_conditional_split_prior_bits_per_dim_equals_hand_computation():
             s = alpha + (1 - 2 * alpha) * t
             return torch.cat([z.reshape(-1) for z in flow(torch.log(s / (1 - s)))[0]])
 
-        jac = torch.autograd.functional.jacobian(to_z, xi).reshape(16, 16)
-        y = train.preprocess(xi, alpha)[0]
-        zs = flow(y)[0]
-        mean, std = _conditional_mean_std(flow.priors[0], _kept_half(flow, y))
-        last = flow.priors[1]
-        log_pz = (torch.distributions.Normal(mean, std).log_prob(zs[0]).sum()
-                  + torch.distributions.Normal(last.mean, last.log_std.exp()).log_prob(zs[1][0]).sum())
+        jac = torch.autograd.functional.jacobian(to_z, xi).reshape(d, d)
+        pairs, z_last = _latents_and_kept_halves(flow, train.preprocess(xi, alpha)[0])
+        last = flow.priors[-1]
+        log_pz = torch.distributions.Normal(last.mean, last.log_std.exp()).log_prob(z_last[0]).sum()
+        for prior, (z, h) in zip(flow.priors, pairs):
+            mean, std = _conditional_mean_std(prior, h)
+            log_pz = log_pz + torch.distributions.Normal(mean, std).log_prob(z).sum()
         log_px = log_pz + torch.linalg.slogdet(jac).logabsdet
-        expected = -log_px / (16 * math.log(2)) + 8
-        assert train.density_bits_per_dim(flow, xi, alpha).item() == pytest.approx(expected.item(), abs=1e-8)
+        expected.append((-log_px / (d * math.log(2)) + 8).item())
+    # the whole batch at once: every prior term is reduced per image
+    assert train.density_bits_per_dim(flow, x, alpha).tolist() == pytest.approx(expected, abs=1e-8)
 
 
-def test_conditional_samples_are_drawn_given_the_reconstructed_half():
-    flow = _tiny_conditional_flow()
+@pytest.mark.parametrize("side, n_scales, temperature", [(4, 2, 1.0), (8, 3, 0.7)])
+def test_conditional_samples_are_drawn_given_the_reconstructed_half(side, n_scales, temperature):
+    flow = _tiny_conditional_flow(side, n_scales)
     n = 5
-    samples = flow.sample(n, generator=torch.Generator().manual_seed(3))
-    gen = torch.Generator().manual_seed(3)  # the draws in sampling order: the last z first, then z_0 | h_0
-    eps_last = torch.randn((n, *flow.priors[1].shape), generator=gen, dtype=torch.float64)
-    eps_0 = torch.randn((n, *flow.priors[0].shape), generator=gen, dtype=torch.float64)
-    zs = flow(samples)[0]
-    last = flow.priors[1]
-    assert torch.allclose((zs[1] - last.mean) / last.log_std.exp(), eps_last, atol=1e-6)
-    mean, std = _conditional_mean_std(flow.priors[0], _kept_half(flow, samples))
-    assert torch.allclose((zs[0] - mean) / std, eps_0, atol=1e-6)
-    assert torch.allclose(flow.inverse(zs), samples, atol=1e-8)
+    samples = flow.sample(n, generator=torch.Generator().manual_seed(3), temperature=temperature)
+    gen = torch.Generator().manual_seed(3)  # the draws in sampling order: the last z first, then z_i | h_i backwards
+    eps = [torch.randn((n, *prior.shape), generator=gen, dtype=torch.float64) for prior in reversed(flow.priors)]
+    pairs, z_last = _latents_and_kept_halves(flow, samples)
+    last = flow.priors[-1]
+    assert torch.allclose((z_last - last.mean) / last.log_std.exp(), temperature * eps[0], atol=1e-6)
+    for (z, h), prior, e in zip(reversed(pairs), reversed(flow.priors[:-1]), eps[1:]):
+        mean, std = _conditional_mean_std(prior, h)
+        assert torch.allclose((z - mean) / std, temperature * e, atol=1e-6)
+    assert torch.allclose(flow.inverse(flow(samples)[0]), samples, atol=1e-8)
+
+
+def test_a_conditional_flow_trains_its_priors_and_round_trips_its_config():
+    flow = _tiny_conditional_flow()
+    flow.train()
+    (-flow.log_prob(torch.rand(8, 1, 4, 4, dtype=torch.float64) - 0.5).mean()).backward()
+    assert flow.priors[0].net[-1].weight.grad.abs().sum() > 0
+    config = models.config_from_dict("density", json.loads(json.dumps(models.config_to_dict(flow.config))))
+    assert config == flow.config
+    models.MultiScaleFlow(config).double().load_state_dict(flow.state_dict(), strict=True)
 
 
 def test_conditional_prior_checks_its_context():
@@ -300,6 +321,12 @@ def test_conditional_prior_checks_its_context():
         prior.log_prob(z, torch.zeros(2, 2, 4, 4))
     with pytest.raises(ValueError, match="needs the context"):
         prior.log_prob(z)
+    with pytest.raises(ValueError, match="a context of 2 rows"):
+        prior.sample(2, context=torch.zeros(3, 3, 4, 4))
+    with pytest.raises(ValueError, match="needs an image shape"):
+        flows.ConditionalGaussian((8,), context_channels=3)
+    with pytest.raises(ValueError, match="hidden must be a positive integer"):
+        flows.ConditionalGaussian((2, 4, 4), context_channels=3, hidden=0)
     with pytest.raises(ValueError, match="unknown split_prior 'glow'.*'diagonal', 'conditional'"):
         models.flow_config("tiny", (1, 4, 4), split_prior="glow")
     assert models.parse_model_options("density", ["split_prior=conditional"]) == {"split_prior": "conditional"}
