@@ -321,7 +321,7 @@ class DiagonalGaussian(StandardNormal):
 
 class ConditionalGaussian(StandardNormal):
     """The prior of a factored-out half z given the half h that stays: Glow's split prior
-    (Kingma & Dhariwal 2018, Sec. 3.3), p(z | h) = N(z; mu + m(h), diag exp(2 (log_sigma + s(h)))).
+    (Kingma & Dhariwal 2018), p(z | h) = N(z; mu + m(h), diag exp(2 (log_sigma + s(h)))).
 
     mu and log_sigma are learned per position, as in :class:`DiagonalGaussian`; (m, s) come from a
     small convolutional net on h (3x3 conv, ReLU, 3x3 conv) whose last layer starts at zero, so the
