@@ -321,13 +321,13 @@ STEP_PROFILE: tuple[tuple, ...] = (
 # The c controls, timed by the JupyterLab browser test (tests/browser, quick mode, 2 CPU cores): seconds from a
 # key press on the slider to the redrawn figure. (notebook, what a move does, median s, worst s, moves timed)
 SLIDER_LATENCY: tuple[tuple[str, str, float, float, int], ...] = (
-    ("01", "loads a shipped toy ResNet / i-ResNet, measures and draws it", 0.43, 0.50, 3),
-    ("02", "normalises a block's weights, inverts it by fixed-point iteration, draws the error", 0.59, 0.88, 3),
-    ("03", "draws the log-det estimator's samples at the new c", 0.56, 0.70, 3),
-    ("04", "draws a shipped 2D flow's density and samples (evaluated when the cell ran)", 0.35, 0.36, 3),
-    ("05", "redraws a shipped classifier's figures", 0.56, 0.80, 3),
-    ("06", "redraws a shipped classifier's figures (one move timed)", 0.66, 0.66, 1),
-    ("08", "rescales a trained block's Jacobian, draws the estimator's samples", 0.57, 0.81, 3),
+    ("01", "loads a shipped toy ResNet / i-ResNet, measures and draws it", 0.44, 0.50, 3),
+    ("02", "normalises a block's weights, inverts it by fixed-point iteration, draws the error", 0.90, 0.92, 3),
+    ("03", "draws the log-det estimator's samples at the new c", 0.71, 0.90, 3),
+    ("04", "draws a shipped 2D flow's density and samples (evaluated when the cell ran)", 0.41, 0.45, 3),
+    ("05", "redraws a shipped classifier's figures", 0.71, 0.88, 3),
+    ("06", "redraws a shipped classifier's figures (one move timed)", 0.69, 0.69, 1),
+    ("08", "rescales a trained block's Jacobian, draws the estimator's samples", 0.59, 0.99, 3),
 )
 
 
