@@ -34,6 +34,7 @@ __all__ = [
     "ClassifierConfig", "FlowConfig", "CLASSIFIER_PRESETS", "FLOW_PRESETS", "classifier_config",
     "flow_config", "SPLIT_PRIORS", "BLOCKS", "InjectivePad", "ClassifierStep", "CouplingStep", "IResNetClassifier",
     "MultiScaleFlow", "count_parameters", "build_model", "config_to_dict", "config_from_dict", "parse_model_options",
+    "check_choice",
 ]
 
 
@@ -42,6 +43,12 @@ __all__ = [
 # ----------------------------------------------------------------------------------------
 
 BLOCKS = ("residual", "coupling")  # the classifier's invertible steps: i-ResNet or Glow-style
+
+
+def check_choice(name: str, value, allowed) -> None:
+    """ValueError naming ``value`` and the ``allowed`` choices if ``value`` is not one of them."""
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}: allowed are {', '.join(map(repr, allowed))}")
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,7 @@ class ClassifierConfig:
         _check_stages(self.blocks, self.strides, self.widths)
         _check_activation(self.activation)
         check_coeff(self.coeff)
-        if self.block not in BLOCKS:
-            raise ValueError(f"unknown block {self.block!r}: allowed are {', '.join(map(repr, BLOCKS))}")
+        check_choice("block", self.block, BLOCKS)
         if self.block == "coupling" and self.coeff is not None:
             raise ValueError(f"a coupling block is invertible by its dimension splitting and has no Lipschitz "
                              f"constraint, so coeff must be None (--vanilla), got {self.coeff}")
@@ -110,9 +116,7 @@ class FlowConfig:
     def __post_init__(self):
         _check_stages(self.blocks, (1,) * len(self.blocks), self.widths)
         _check_activation(self.activation)
-        if self.split_prior not in SPLIT_PRIORS:
-            raise ValueError(f"unknown split_prior {self.split_prior!r}: allowed are "
-                             f"{', '.join(map(repr, SPLIT_PRIORS))}")
+        check_choice("split_prior", self.split_prior, SPLIT_PRIORS)
         if check_coeff(self.coeff) is None:
             raise ValueError("a density model needs coeff in (0, 1): without it the log-det series diverges")
         get_estimator(self.estimator)  # a clear error for an unknown name
@@ -181,8 +185,7 @@ FLOW_PRESETS: dict[str, dict] = {
 
 
 def _preset(table: dict, name: str) -> dict:
-    if name not in table:
-        raise ValueError(f"unknown preset {name!r}: allowed are {', '.join(map(repr, table))}")
+    check_choice("preset", name, table)
     return dict(table[name])
 
 

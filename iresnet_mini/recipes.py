@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import models
+from .models import check_choice
 from .averaging import check_decay
 
 __all__ = ["TASKS", "DATASETS", "OPTIMIZERS", "SCHEDULES", "AUGMENTATIONS", "IMAGE_SHAPES", "TrainConfig", "check_choice", "TRAIN_PRESETS", "DATASET_DEFAULTS", "make_config", "model_config"]
@@ -91,11 +92,6 @@ class TrainConfig:
         if self.ema is not None:
             check_decay(self.ema)
         self.milestones = tuple(self.milestones)
-
-
-def check_choice(name, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}: allowed are {', '.join(map(repr, allowed))}")
 
 
 # The paper's recipes and the CPU recipes, by (task, preset); the dataset adds DATASET_DEFAULTS.
