@@ -12,7 +12,6 @@ import math
 import warnings
 
 import torch
-import torch.nn as nn
 
 from . import lipschitz, models
 from .blocks import InverseNotConvergedWarning, InvertibleResidualBlock
@@ -71,8 +70,12 @@ def _certificate(model, x, config, n_true_norms, max_iter) -> dict:
 
 
 def _conv_input_shapes(model, x, config: TrainConfig) -> dict:
-    """{name: (C, H, W)} of the input of every convolution, from one forward pass."""
-    convs = {m: name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    """{name: (C, H, W)} of the input of every residual-branch convolution, from one forward pass.
+
+    Only the Lipschitz layers (constrained, or the vanilla baseline's unconstrained ones): the
+    other convolutions (a conditional prior's net, a coupling block's) have no bound to check.
+    """
+    convs = {m: name for name, m in model.named_modules() if isinstance(m, lipschitz.LipschitzConv2d)}
     y = x if config.task == "classify" else preprocess(x, config.logit_alpha)[0]
     shapes = lipschitz.layer_input_shapes(model, lambda: model(y), list(convs))
     return {convs[m]: shape for m, shape in shapes.items()}

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from iresnet_mini import data, flows, lipschitz, models, train
+from iresnet_mini import certificate, data, flows, lipschitz, models, train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one CPU thread (conftest.py)
@@ -280,6 +280,24 @@ def test_a_conditional_flow_trains_its_priors_and_round_trips_its_config():
     config = models.config_from_dict("density", json.loads(json.dumps(models.config_to_dict(flow.config))))
     assert config == flow.config
     models.MultiScaleFlow(config).double().load_state_dict(flow.state_dict(), strict=True)
+
+
+def test_certificate_measures_the_true_norms_of_lipschitz_layers_only():
+    # A coupling block's net and a conditional prior's are plain convolutions with no bound to check against c.
+    flow = _tiny_flow(split_prior="conditional")
+    cert = certificate.certificate(flow, torch.rand(4, 1, 4, 4, dtype=torch.float64),
+                                   train.make_config("density", "mnist", "tiny"))
+    modules = dict(flow.named_modules())
+    assert len({t["layer"] for t in cert["true_norms"]}) == 3  # the first, the middle, the last of six
+    for t in cert["true_norms"]:
+        assert isinstance(modules[t["layer"]], lipschitz.LipschitzConv2d)
+        assert t["operator_norm"] <= flow.config.coeff * (1 + 1e-3)
+    torch.manual_seed(0)
+    coupling = models.build_model(models.classifier_config("tiny", (1, 8, 8), 10, block="coupling", coeff=None))
+    x = torch.randn(4, 1, 8, 8)
+    _initialised(coupling, x)
+    cert = certificate.certificate(coupling, x, train.make_config("classify", "mnist", "tiny"))
+    assert cert["true_norms"] == [] and cert["n_constrained_layers"] == 0
 
 
 def test_conditional_prior_checks_its_context():
