@@ -115,7 +115,8 @@ checks.check_logit_logdet(logdet_answer, bits_shift_answer, x=0.5, alpha=0.05, n
 #    block** $x + g(x)$ with $g$ = 3x3 conv, ELU, 1x1 conv, ELU, 3x3 conv, every layer spectrally normalised to $c = 0.9$
 #    (the shipped model uses Residual Flows' LipSwish instead of ELU, see below),
 # 3. **factors out** half of the channels: they go straight to a learned diagonal Gaussian prior, the rest continue
-#    (notebook 08's CIFAR-10 model makes that prior depend on the half that continues, Glow's split prior).
+#    (notebook 08's CIFAR-10 model makes that prior depend on the half that continues, Glow's split prior, and uses
+#    Residual Flows' $c = 0.98$).
 #
 # $\log p(x)$ is the sum of the priors' log-densities and of every layer's log-determinant. The residual blocks'
 # log-dets are *estimated* (notebook 03): in the `cpu` preset by the paper's truncated power series, in the shipped
