@@ -285,8 +285,8 @@ RESULTS: tuple[Result, ...] = (
            "3-term estimate overstated its log-likelihood by 0.19 bits/dim; the two-epoch run before it (624 steps, "
            "11 min on one thread, ELU, the last step's weights) gave 4.497; five-minute runs (1,000 test images, "
            "one seed): with the average 4.788 with unconditional priors, 4.639 with the conditional one (4.610 "
-           "in a second run), 4.527 with it at c = 0.98, 4.842 with a third scale of 8 blocks; without the average 4.723 at the preset's 3e-3 (919 steps), 4.825 at "
-           "1e-2 (876 steps)",
+           "in a second run), 4.527 with it at c = 0.98, 4.842 with a third scale of 8 blocks; without the "
+           "average 4.723 at the preset's 3e-3 (919 steps), 4.825 at 1e-2 (876 steps)",
            "cifar10_cpu_bits_per_dim",
            "its training loss stays within 0.03 bits/dim of the test figure: the model and its hour, not the "
            "10,000 images, limit it"),

@@ -102,19 +102,18 @@ fig = figures.plot_bits_per_dim_table("CIFAR-10", facts.bits_per_dim_references(
 # The first three took the test figure from 4.50 to 4.09 bits/dim, the roulette to 4.07, the conditional prior to 3.95
 # (on a slower machine, classifier step 0.163 s against 0.099-0.114 s: 8,777 steps in the hour against 9,480; in
 # five-minute runs it gave 4.64 against 4.79 without it), and $c = 0.98$ to **3.895**, in as many steps as the run
-# before it (8,834 against 8,777, classifier step 0.127-0.143 s; in five-minute runs 4.53 against 4.61 at $c = 0.9$).
-# We did not train the first three apart on CIFAR-10 (an hour each); on MNIST, notebook 07 measured them one at a
-# time. The run with the 3-term series had looked as if it
-# overfitted: the gap between its training loss and its test figure widened from 0.07 bits/dim after 10 passes to 0.14
-# after 30. Most of that gap was the estimator's bias, not the 10,000 images: on its test images the 3-term estimate of
-# its log-likelihood was 0.19 bits/dim better than the unbiased one. Trained with the roulette, the training loss is an
-# honest estimate, and it stays within 0.04 bits/dim of the test figure (the curve below). So what limits the model now
-# is its size and its hour, not the data. A bigger flow is not simply better within the hour: a third scale of eight
-# blocks made each step 1.5 times slower and gave 4.84 bits/dim in five minutes. The paper's 3.45 comes from a far
-# bigger model, all 50,000 images and days on GPUs. (The training loss is measured on flipped training images, with each
-# step's weights: close to a test figure, not the same thing.) A higher learning rate, the lever that helped the MNIST
-# flow, did not help here: in five-minute runs, 1e-2 gave 4.83 bits/dim on the first 1,000 test images against 4.72 at
-# the preset's 3e-3.
+# before it (8,834 against 8,777, classifier step 0.127-0.143 s; in five-minute runs 4.53 against 4.61 at $c = 0.9$). We
+# did not train the first three apart on CIFAR-10 (an hour each); on MNIST, notebook 07 measured them one at a time. The
+# run with the 3-term series had looked as if it overfitted: the gap between its training loss and its test figure
+# widened from 0.07 bits/dim after 10 passes to 0.14 after 30. Most of that gap was the estimator's bias, not the 10,000
+# images: on its test images the 3-term estimate of its log-likelihood was 0.19 bits/dim better than the unbiased one.
+# Trained with the roulette, the training loss is an honest estimate, and it stays within 0.03 bits/dim of the test
+# figure (the curve below). So what limits the model now is its size and its hour, not the data. A bigger flow is not
+# simply better within the hour: a third scale of eight blocks made each step 1.5 times slower and gave 4.84 bits/dim in
+# five minutes. The paper's 3.45 comes from a far bigger model, all 50,000 images and days on GPUs. (The training loss
+# is measured on flipped training images, with each step's weights: close to a test figure, not the same thing.) A
+# higher learning rate, the lever that helped the MNIST flow, did not help here: in five-minute runs, 1e-2 gave 4.83
+# bits/dim on the first 1,000 test images against 4.72 at the preset's 3e-3.
 
 # %%
 history = info.get("history", [])
@@ -311,10 +310,9 @@ checks.check_probes_needed(probes_answer, std_one, target=0.5)
 #
 # - An hour's CPU run of the multi-scale i-ResNet flow on 10,000 images (LipSwish, the weight average, the unbiased
 #   estimator in training, Glow's conditional split prior, Residual Flows' $c = 0.98$) reaches 3.90 bits/dim, still
-#   above the paper's 3.45
-#   (Table 4). Its samples hold natural colours laid out like photographs (sky blues at the top, a darker, busier
-#   centre on a smoother background), without recognisable objects; the fixed-point inverse converges for every
-#   sample.
+#   above the paper's 3.45 (Table 4). Its samples hold natural colours laid out like photographs (sky blues at the top,
+#   a darker, busier centre on a smoother background), without recognisable objects; the fixed-point inverse converges
+#   for every sample.
 # - Conditioning each factored-out half on the half that stays (Glow's split prior) was worth about 0.12 bits/dim in the hour: the
 #   paper's per-position Gaussian ignores everything the two halves share.
 # - Trained on the truncated series, a flow learns to flatter it (0.19 bits/dim after 3 terms): what looked like
